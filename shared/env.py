@@ -1,0 +1,143 @@
+"""Environment variable names (the contract between infra, local and the code) and the typed
+settings read from them once per process.
+
+Both composition roots set these: `infra/` on Lambdas and Batch job definitions, `local/` on the
+one-machine runtime and its job subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+# Which adapters a process composes: "aws" (DynamoDB, S3, Batch) or "local" (SQLite, files,
+# subprocesses). Read only by the composition function in shared/backends.py.
+BACKEND = "DRESSVISION_BACKEND"
+HOME = "DRESSVISION_HOME"  # local state folder
+TAXONOMY_PATH = "DRESSVISION_TAXONOMY"
+
+CATALOG_BUCKET = "DRESSVISION_CATALOG_BUCKET"  # uploaded photos (catalog/ prefix)
+ARTIFACTS_BUCKET = "DRESSVISION_ARTIFACTS_BUCKET"  # manifests, models, snapshots, embeddings
+LABELS_TABLE = "DRESSVISION_LABELS_TABLE"
+PREDICTIONS_TABLE = "DRESSVISION_PREDICTIONS_TABLE"
+TASKS_TABLE = "DRESSVISION_TASKS_TABLE"
+JOB_QUEUE = "DRESSVISION_JOB_QUEUE"
+# Job definition per job name: DRESSVISION_JOB_DEFINITION_INFER, ..._TRAIN.
+JOB_DEFINITION_PREFIX = "DRESSVISION_JOB_DEFINITION_"
+
+TEST_FRACTION = "DRESSVISION_TEST_FRACTION"  # share of products in the test split
+SPLIT_SALT = "DRESSVISION_SPLIT_SALT"  # changes every split: set once per catalog, never after
+MAX_IMAGE_BYTES = "DRESSVISION_MAX_IMAGE_BYTES"
+MAX_IMAGE_PIXELS = "DRESSVISION_MAX_IMAGE_PIXELS"
+INFER_SHARD_SIZE = "DRESSVISION_INFER_SHARD_SIZE"  # images per array-job child
+
+# Set by AWS Batch on array-job children; set the same way by the local job runner.
+BATCH_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
+BATCH_JOB_ID = "AWS_BATCH_JOB_ID"
+
+Backend = Literal["aws", "local"]
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a handler or job needs to know about its deployment, read once."""
+
+    backend: Backend = "local"
+    home: Path = Path(".dressvision")
+    catalog_bucket: str = "catalog"
+    artifacts_bucket: str = "artifacts"
+    labels_table: str = "Labels"
+    predictions_table: str = "Predictions"
+    tasks_table: str = "Tasks"
+    job_queue: str = "dressvision-gpu"
+    job_definitions: Mapping[str, str] = field(default_factory=dict)
+    test_fraction: float = 0.2
+    split_salt: str = ""
+    max_image_bytes: int = 30 * 1024 * 1024
+    max_image_pixels: int = 50_000_000
+    infer_shard_size: int = 500
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"{TEST_FRACTION} must be between 0 and 1, got {self.test_fraction}")
+        if self.backend not in ("aws", "local"):
+            raise ValueError(f"{BACKEND} must be 'aws' or 'local', got {self.backend!r}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings. On AWS the resource names are required: a missing one fails here,
+        at start-up, rather than as a `None` deep inside a call."""
+        env = os.environ if environ is None else environ
+        backend = env.get(BACKEND, "local")
+        common = dict(
+            backend=backend,
+            test_fraction=_float(env, TEST_FRACTION, 0.2),
+            split_salt=env.get(SPLIT_SALT, ""),
+            max_image_bytes=_int(env, MAX_IMAGE_BYTES, cls.max_image_bytes),
+            max_image_pixels=_int(env, MAX_IMAGE_PIXELS, cls.max_image_pixels),
+            infer_shard_size=_int(env, INFER_SHARD_SIZE, cls.infer_shard_size),
+            job_definitions={
+                k[len(JOB_DEFINITION_PREFIX) :].lower(): v
+                for k, v in env.items()
+                if k.startswith(JOB_DEFINITION_PREFIX)
+            },
+        )
+        if backend == "aws":
+            try:
+                return cls(
+                    catalog_bucket=env[CATALOG_BUCKET],
+                    artifacts_bucket=env[ARTIFACTS_BUCKET],
+                    labels_table=env[LABELS_TABLE],
+                    predictions_table=env[PREDICTIONS_TABLE],
+                    tasks_table=env.get(TASKS_TABLE, cls.tasks_table),
+                    job_queue=env[JOB_QUEUE],
+                    **common,
+                )
+            except KeyError as exc:
+                raise ValueError(f"missing setting {exc.args[0]} (required on AWS)") from None
+        return cls(home=Path(env.get(HOME, ".dressvision")), **common)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process (jobs)."""
+        env = {
+            BACKEND: self.backend,
+            HOME: str(self.home),
+            CATALOG_BUCKET: self.catalog_bucket,
+            ARTIFACTS_BUCKET: self.artifacts_bucket,
+            LABELS_TABLE: self.labels_table,
+            PREDICTIONS_TABLE: self.predictions_table,
+            TASKS_TABLE: self.tasks_table,
+            JOB_QUEUE: self.job_queue,
+            TEST_FRACTION: repr(self.test_fraction),
+            SPLIT_SALT: self.split_salt,
+            MAX_IMAGE_BYTES: str(self.max_image_bytes),
+            MAX_IMAGE_PIXELS: str(self.max_image_pixels),
+            INFER_SHARD_SIZE: str(self.infer_shard_size),
+        }
+        for name, definition in self.job_definitions.items():
+            env[JOB_DEFINITION_PREFIX + name.upper()] = definition
+        return env
+

@@ -1,0 +1,52 @@
+"""The few domain exceptions. Messages say what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class DressvisionError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigurationError(DressvisionError):
+    """A setting is missing or malformed."""
+
+
+class TaxonomyError(DressvisionError):
+    """The taxonomy file is malformed."""
+
+
+class UnknownLabelError(DressvisionError, ValueError):
+    """A label (or facet) that the taxonomy does not know."""
+
+    def __init__(self, facet: str, label: str, allowed: list[str] | tuple[str, ...]):
+        self.facet, self.label, self.allowed = facet, label, list(allowed)
+        super().__init__(
+            f"unknown {facet} label {label!r}; allowed: {', '.join(self.allowed)}"
+        )
+
+
+class InvalidImageError(DressvisionError):
+    """A file that is not an image we accept. `reason` is short and meant for people."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+class NotFoundError(DressvisionError, KeyError):
+    """A record or object that does not exist."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain.
+        return str(self.args[0]) if self.args else "not found"
+
+
+class ConflictError(DressvisionError):
+    """An optimistic-lock conflict: the record changed since it was read. Re-read and retry."""
+
+
+class UnsafeKeyError(DressvisionError, ValueError):
+    """An object key that would escape the store's root or is otherwise not allowed."""
+
+
+class JobSubmissionError(DressvisionError):
+    """A job could not be submitted."""

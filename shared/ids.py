@@ -1,0 +1,52 @@
+"""Image ids and the train/test split."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import PurePosixPath
+
+from shared.keys import CATALOG_PREFIX
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_ID_LENGTH = 200
+
+
+def sanitize_part(part: str) -> str:
+    """One id segment: letters, digits, '.', '_' and '-' only; runs of others become '-'."""
+    cleaned = _UNSAFE.sub("-", part.strip()).strip("-.")
+    return cleaned or "x"
+
+
+def sanitize_id(raw: str) -> str:
+    """A safe image id: '/'-separated safe segments, no '..', bounded length."""
+    parts = [sanitize_part(p) for p in str(raw).replace("\\", "/").split("/") if p.strip()]
+    if not parts:
+        raise ValueError(f"cannot make an id from {raw!r}")
+    return "/".join(parts)[:MAX_ID_LENGTH]
+
+
+def image_id_for(product_id: str, filename: str) -> str:
+    """`<product_id>/<file stem>`, sanitized: the id when the catalog gives none."""
+    return sanitize_id(f"{sanitize_part(product_id)}/{PurePosixPath(filename).stem}")
+
+
+def parse_catalog_key(key: str) -> tuple[str, str]:
+    """`catalog/<product_id>/<file>` -> (product_id, image_id). Raises ValueError otherwise."""
+    if not key.startswith(CATALOG_PREFIX):
+        raise ValueError(f"{key!r} is not under {CATALOG_PREFIX}")
+    rest = PurePosixPath(key[len(CATALOG_PREFIX) :])
+    if len(rest.parts) < 2:
+        raise ValueError(f"{key!r} must look like {CATALOG_PREFIX}<product_id>/<image file>")
+    product_id = sanitize_part(rest.parts[0])
+    return product_id, image_id_for(product_id, rest.name)
+
+
+def assign_split(product_id: str, test_fraction: float = 0.2, salt: str = "") -> str:
+    """'train' or 'test' from a stable hash of the product id (never Python's `hash`).
+
+    All photos of a product share a split, so similarity and facet tests never leak.
+    """
+    digest = hashlib.sha256(f"{salt}{product_id}".encode()).digest()
+    bucket = int.from_bytes(digest[:8], "big") / 2**64
+    return "test" if bucket < test_fraction else "train"
