@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -140,4 +140,3 @@ class Settings:
         for name, definition in self.job_definitions.items():
             env[JOB_DEFINITION_PREFIX + name.upper()] = definition
         return env
-

@@ -20,9 +20,7 @@ class UnknownLabelError(DressvisionError, ValueError):
 
     def __init__(self, facet: str, label: str, allowed: list[str] | tuple[str, ...]):
         self.facet, self.label, self.allowed = facet, label, list(allowed)
-        super().__init__(
-            f"unknown {facet} label {label!r}; allowed: {', '.join(self.allowed)}"
-        )
+        super().__init__(f"unknown {facet} label {label!r}; allowed: {', '.join(self.allowed)}")
 
 
 class InvalidImageError(DressvisionError):
@@ -50,3 +48,12 @@ class UnsafeKeyError(DressvisionError, ValueError):
 
 class JobSubmissionError(DressvisionError):
     """A job could not be submitted."""
+
+
+class ObjectStoreError(DressvisionError):
+    """An object store call failed for a reason other than a missing key (access, bucket,
+    throttling after retries, a local file conflict). The message names the bucket and key."""
+
+
+class CatalogFormatError(DressvisionError):
+    """A catalog folder or labels.csv that cannot be imported as it is."""

@@ -20,7 +20,9 @@ def sanitize_part(part: str) -> str:
 
 def sanitize_id(raw: str) -> str:
     """A safe image id: '/'-separated safe segments, no '..', bounded length."""
-    parts = [sanitize_part(p) for p in str(raw).replace("\\", "/").split("/") if p.strip()]
+    segments = str(raw).replace("\\", "/").split("/")
+    # Path-like segments ("", ".", "..") carry no meaning in an id and could escape a folder.
+    parts = [sanitize_part(p) for p in segments if p.strip() not in ("", ".", "..")]
     if not parts:
         raise ValueError(f"cannot make an id from {raw!r}")
     return "/".join(parts)[:MAX_ID_LENGTH]

@@ -44,9 +44,14 @@ def merge_registration(
         record = incoming.model_copy(update={"version": 1, "created_at": now, "updated_at": now})
         events = [
             LabelEvent(
-                image_id=record.image_id, facet=facet, old=None, new=label,
+                image_id=record.image_id,
+                facet=facet,
+                old=None,
+                new=label,
                 source=record.sources.get(facet, LabelSource.CATALOG),
-                evidence={"reason": "registered"}, version=1, at=now,
+                evidence={"reason": "registered"},
+                version=1,
+                at=now,
             )
             for facet, label in record.facets.items()
             if label is not None
@@ -65,9 +70,14 @@ def merge_registration(
             continue
         events.append(
             LabelEvent(
-                image_id=existing.image_id, facet=facet, old=facets.get(facet), new=label,
-                source=LabelSource.CATALOG, evidence={"reason": "catalog re-import"},
-                version=new_version, at=now,
+                image_id=existing.image_id,
+                facet=facet,
+                old=facets.get(facet),
+                new=label,
+                source=LabelSource.CATALOG,
+                evidence={"reason": "catalog re-import"},
+                version=new_version,
+                at=now,
             )
         )
         facets[facet] = label
@@ -81,10 +91,52 @@ def merge_registration(
     if not events and not changes:
         return RegisterOutcome.UNCHANGED, existing, []
     merged = existing.model_copy(
-        update={**changes, "facets": facets, "sources": sources,
-                "version": new_version, "updated_at": now}
+        update={
+            **changes,
+            "facets": facets,
+            "sources": sources,
+            "version": new_version,
+            "updated_at": now,
+        }
     )
     return RegisterOutcome.UPDATED, merged, events
+
+
+def apply_label_update(
+    existing: LabelRecord,
+    facet: str,
+    label: str | None,
+    *,
+    source: LabelSource,
+    evidence: Mapping | None = None,
+) -> tuple[LabelRecord, LabelEvent]:
+    """The record after `facet` is set to `label`, and the label event that records it.
+
+    Pure function shared by every LabelStore adapter's `update_label`, so they agree by
+    construction. The split never changes here. The caller writes both atomically,
+    conditionally on `existing.version`.
+    """
+    now = utcnow()
+    version = existing.version + 1
+    record = existing.model_copy(
+        update={
+            "facets": {**existing.facets, facet: label},
+            "sources": {**existing.sources, facet: source},
+            "version": version,
+            "updated_at": now,
+        }
+    )
+    event = LabelEvent(
+        image_id=existing.image_id,
+        facet=facet,
+        old=existing.facets.get(facet),
+        new=label,
+        source=source,
+        evidence=dict(evidence or {}),
+        version=version,
+        at=now,
+    )
+    return record, event
 
 
 class LabelStore(ABC):

@@ -1,0 +1,41 @@
+"""Fixtures shared across the test tree: fake AWS credentials, tiny images, event files."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+EVENTS = Path(__file__).parent / "events"
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    """Fake credentials and a region, so nothing can reach a real account."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+def jpeg_bytes(size=(48, 64), color=(200, 30, 60)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def make_jpeg():
+    return jpeg_bytes
+
+
+def load_event(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
