@@ -33,6 +33,8 @@ SPLIT_SALT = "DRESSVISION_SPLIT_SALT"  # changes every split: set once per catal
 MAX_IMAGE_BYTES = "DRESSVISION_MAX_IMAGE_BYTES"
 MAX_IMAGE_PIXELS = "DRESSVISION_MAX_IMAGE_PIXELS"
 INFER_SHARD_SIZE = "DRESSVISION_INFER_SHARD_SIZE"  # images per array-job child
+INFER_BATCH_SIZE = "DRESSVISION_INFER_BATCH_SIZE"  # images per forward pass (infer job)
+IMAGE_SIZE = "DRESSVISION_IMAGE_SIZE"  # training input pixels; inference uses the model's own
 
 # Set by AWS Batch on array-job children; set the same way by the local job runner.
 BATCH_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"

@@ -95,3 +95,15 @@ class BatchJobStateChange(_AwsShape):
     detail_type: Literal["Batch Job State Change"] = Field(alias="detail-type")
     source: Literal["aws.batch"]
     detail: BatchJobStateDetail
+
+
+class SqsMessage(_AwsShape):
+    """One record of an SQS event delivered to a Lambda."""
+
+    message_id: str = Field(alias="messageId")
+    body: str
+    attributes: dict = Field(default_factory=dict)
+
+
+class SqsEvent(_AwsShape):
+    records: list[SqsMessage] = Field(default_factory=list, alias="Records")

@@ -15,7 +15,11 @@ def test_taxonomy_keeps_the_custom_order_from_the_file():
     taxonomy = load_taxonomy()
     assert taxonomy.facet_names == ("silhouette", "neckline", "sleeve", "occasion")
     assert taxonomy.labels("silhouette") == (
-        "a-line", "sheath", "fit-and-flare", "shift", "ball-gown"
+        "a-line",
+        "sheath",
+        "fit-and-flare",
+        "shift",
+        "ball-gown",
     )
     assert taxonomy.index("sleeve", "three-quarter") == 3
 
@@ -96,7 +100,10 @@ def test_catalog_rows_are_validated_and_resolved(tmp_path):
     assert [r.entry.image_id for r in rows] == ["p1/a", "custom-id"]
     assert rows[0].key == "catalog/p1/a.jpg"
     assert rows[0].entry.facets == {
-        "silhouette": "sheath", "neckline": None, "sleeve": "long", "occasion": "work"
+        "silhouette": "sheath",
+        "neckline": None,
+        "sleeve": "long",
+        "occasion": "work",
     }
     assert rows[0].entry.bbox == (1.0, 2.0, 30.0, 40.0)
     assert rows[1].entry.bbox is None

@@ -1,0 +1,238 @@
+"""λ ingest: S3 ObjectCreated notifications (through SQS) -> registered images -> inference.
+
+For each uploaded photo under `catalog/`: validate it (reading only what it needs), register it
+idempotently in the LabelStore with its fixed split and its catalog labels (carried in the
+object's metadata by `dressvision import`, absent for a plain upload), record an invalid file
+with its reason. Then write one inference manifest for the images that need predictions and
+submit the `infer` job (an array job over shards) when a current facet model exists.
+
+SQS delivers at least once: a redelivered message, or a re-upload of the same bytes, finds the
+image UNCHANGED (one HEAD request, no download) and changes nothing. Failures are reported per
+message (`batchItemFailures`) so one poison message never redelivers the whole batch; after
+`maxReceiveCount` deliveries it lands in the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from shared.backends import Ports, build_ports
+from shared.catalog import CatalogEntry
+from shared.env import Settings
+from shared.errors import CatalogFormatError, DressvisionError, InvalidImageError, NotFoundError
+from shared.ids import assign_split, parse_catalog_key
+from shared.images import sniff_format, validate_image
+from shared.keys import current_model_key, is_catalog_image_key, manifest_key
+from shared.messages import JobRequest, ManifestEntry, S3Notification, SqsEvent
+from shared.ports import RegisterOutcome
+from shared.records import ImageStatus, LabelRecord, LabelSource
+
+logger = logging.getLogger(__name__)
+
+HEADER_BYTES = 64  # enough for every magic number we accept
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    image_id: str
+    key: str
+    outcome: RegisterOutcome
+    status: ImageStatus
+    reason: str | None = None
+
+
+def _inspect(ports: Ports, key: str, size: int, entry: CatalogEntry | None) -> tuple[int, int]:
+    """Validate the object, cheapest checks first; returns (width, height).
+    Raises InvalidImageError with a reason for people."""
+    settings = ports.settings
+    if size == 0:
+        raise InvalidImageError("empty file")
+    if size > settings.max_image_bytes:
+        raise InvalidImageError(f"file too large ({size} bytes > limit {settings.max_image_bytes})")
+    if sniff_format(ports.catalog.read_range(key, 0, HEADER_BYTES)) is None:
+        raise InvalidImageError("not an image (unrecognised header)")
+    body = ports.catalog.get(key).body
+    info = validate_image(
+        body, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+    )
+    if entry is not None and entry.bbox is not None:
+        _, _, x1, y1 = entry.bbox
+        if x1 > info.width or y1 > info.height:
+            raise InvalidImageError(
+                f"dress box {list(entry.bbox)} lies outside the {info.width}x{info.height} image"
+            )
+    return info.width, info.height
+
+
+def ingest_object(ports: Ports, key: str) -> IngestResult | None:
+    """Register one uploaded object. Returns None for keys that are not catalog images."""
+    if not is_catalog_image_key(key):
+        logger.info("ignoring %s: not a catalog image key", key)
+        return None
+    product_id, image_id = parse_catalog_key(key)
+    try:
+        head = ports.catalog.head(key)
+    except NotFoundError:
+        # Deleted (or overwritten and deleted) since the event: nothing to register.
+        logger.warning("object %s is gone; skipping its notification", key)
+        return None
+
+    entry: CatalogEntry | None = None
+    status, reason, width, height = ImageStatus.OK, None, None, None
+    try:
+        entry = CatalogEntry.from_metadata(head.metadata)
+        if entry is not None:
+            entry.validate_labels(ports.taxonomy)
+    except (CatalogFormatError, DressvisionError) as exc:
+        status, reason, entry = ImageStatus.INVALID, str(exc), None
+    if entry is not None:
+        product_id, image_id = entry.product_id, entry.image_id
+
+    existing = ports.labels.get(image_id)
+    unchanged_upload = (
+        existing is not None
+        and existing.etag == head.etag
+        and status == ImageStatus.OK
+        and (entry is None or not _labels_differ(existing, entry))
+    )
+    if unchanged_upload:
+        return IngestResult(
+            image_id, key, RegisterOutcome.UNCHANGED, existing.status, existing.reason
+        )
+
+    if status == ImageStatus.OK:
+        try:
+            width, height = _inspect(ports, key, head.size, entry)
+        except InvalidImageError as exc:
+            status, reason = ImageStatus.INVALID, exc.reason
+
+    split = (entry.split if entry and entry.split else None) or assign_split(
+        product_id, ports.settings.test_fraction, ports.settings.split_salt
+    )
+    facets = dict(entry.facets) if entry else {}
+    record = LabelRecord(
+        image_id=image_id,
+        product_id=product_id,
+        object_key=key,
+        split=split,
+        facets=facets,
+        sources={f: LabelSource.CATALOG for f, v in facets.items() if v is not None},
+        bbox=entry.bbox if entry and status == ImageStatus.OK else None,
+        width=width,
+        height=height,
+        status=status,
+        reason=reason,
+        etag=head.etag,
+    )
+    outcome, stored = ports.labels.register(record)
+    return IngestResult(image_id, key, outcome, stored.status, stored.reason)
+
+
+def _labels_differ(existing: LabelRecord, entry: CatalogEntry) -> bool:
+    """Whether a re-import would change a catalog-sourced label (the merge rule decides how)."""
+    return any(
+        label is not None
+        and existing.sources.get(facet, LabelSource.CATALOG) == LabelSource.CATALOG
+        and existing.facets.get(facet) != label
+        for facet, label in entry.facets.items()
+    ) or (entry.bbox is not None and entry.bbox != existing.bbox)
+
+
+def current_model_version(ports: Ports, kind: str = "facets") -> str | None:
+    """The promoted model's version, or None before any model was promoted."""
+    try:
+        pointer = json.loads(ports.artifacts.get(current_model_key(kind)).body)
+    except NotFoundError:
+        return None
+    return pointer.get("version")
+
+
+def needs_inference(ports: Ports, result: IngestResult, model_version: str) -> bool:
+    if result.status != ImageStatus.OK:
+        return False
+    if result.outcome != RegisterOutcome.UNCHANGED:
+        return True
+    # Redelivery after a failed submission: converge by predicting what is still missing.
+    return ports.predictions.get(result.image_id, model_version) is None
+
+
+def submit_inference(ports: Ports, entries: list[ManifestEntry]) -> str:
+    """Write the manifest and submit the infer job (an array job over shards). Returns job id.
+
+    The manifest id is a hash of its lines, so a redelivered batch rewrites the same manifest.
+    """
+    lines = "\n".join(e.model_dump_json() for e in entries) + "\n"
+    digest = hashlib.sha256(lines.encode()).hexdigest()[:12]
+    manifest_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{digest}"
+    key = manifest_key(manifest_id)
+    ports.artifacts.put(key, lines.encode(), content_type="application/x-ndjson")
+    shards = math.ceil(len(entries) / ports.settings.infer_shard_size)
+    request = JobRequest(
+        name="infer",
+        args=["--manifest", key],
+        array_size=shards if shards > 1 else None,
+        job_name=f"infer-{manifest_id}",
+    )
+    job_id = ports.jobs.submit(request)
+    logger.info("submitted infer job %s for %d images (%s)", job_id, len(entries), key)
+    return job_id
+
+
+def handle_sqs_batch(event: dict, ports: Ports) -> dict:
+    """The handler's logic on plain values: an SQS event in, the partial-batch response out."""
+    failures: list[str] = []
+    pending: dict[str, list[IngestResult]] = {}  # message id -> results needing inference
+    model_version = current_model_version(ports)
+    for message in SqsEvent.model_validate(event).records:
+        try:
+            notification = S3Notification.model_validate_json(message.body)
+            if notification.is_test_event:
+                continue
+            for record in notification.records:
+                if not record.event_name.startswith("ObjectCreated"):
+                    continue
+                result = ingest_object(ports, record.s3.object.decoded_key)
+                if result and model_version and needs_inference(ports, result, model_version):
+                    pending.setdefault(message.message_id, []).append(result)
+        except (ValidationError, ValueError, DressvisionError) as exc:
+            # A malformed message will never succeed: let it reach the DLQ, keep the rest.
+            logger.error("message %s failed: %s", message.message_id, exc)
+            failures.append(message.message_id)
+        except Exception:
+            logger.exception("message %s failed unexpectedly", message.message_id)
+            failures.append(message.message_id)
+
+    if pending:
+        entries = [
+            ManifestEntry(image_id=r.image_id, bucket=ports.catalog.name, key=r.key)
+            for results in pending.values()
+            for r in results
+        ]
+        try:
+            submit_inference(ports, entries)
+        except Exception:
+            # Registered but not yet tagged: redeliver these messages so the job is retried.
+            logger.exception("could not submit the inference job; will retry")
+            failures.extend(pending)
+    return {"batchItemFailures": [{"itemIdentifier": m} for m in dict.fromkeys(failures)]}
+
+
+_ports: Ports | None = None
+
+
+def _get_ports() -> Ports:
+    global _ports  # built once per Lambda container, on first use
+    if _ports is None:
+        _ports = build_ports(Settings.from_env())
+    return _ports
+
+
+def handler(event: dict, context: object) -> dict:
+    return handle_sqs_batch(event, _get_ports())

@@ -1,0 +1,191 @@
+"""The ingest handler on the embedded adapters: validation, idempotence, partial failures,
+manifests and job submission."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from lambdas import ingest
+from local.runtime import s3_notification
+from shared.backends import build_ports
+from shared.catalog import CatalogEntry
+from shared.env import Settings
+from shared.errors import JobSubmissionError
+from shared.keys import current_model_key
+from shared.messages import JobRequest
+from shared.ports import JobRunner
+from shared.records import FacetPrediction, ImageStatus, LabelSource, PredictionRecord
+from tests.conftest import load_event
+
+
+class RecordingJobRunner(JobRunner):
+    """A JobRunner that records requests (and can be told to fail)."""
+
+    def __init__(self):
+        self.requests: list[JobRequest] = []
+        self.fail = False
+
+    def submit(self, request: JobRequest) -> str:
+        if self.fail:
+            raise JobSubmissionError("queue unavailable")
+        self.requests.append(request)
+        return f"job-{len(self.requests)}"
+
+
+@pytest.fixture
+def ports(tmp_path):
+    settings = Settings(home=tmp_path, infer_shard_size=2)
+    return replace(build_ports(settings), jobs=RecordingJobRunner())
+
+
+def sqs_event(*bodies: str) -> dict:
+    return {
+        "Records": [
+            {"messageId": f"m{i}", "body": body, "attributes": {}, "eventSource": "aws:sqs"}
+            for i, body in enumerate(bodies)
+        ]
+    }
+
+
+def upload(ports, key, body, entry: CatalogEntry | None = None) -> str:
+    """Put an object and return the SQS message body S3 would send."""
+    info = ports.catalog.put(key, body, metadata=entry.to_metadata() if entry else None)
+    return json.dumps(s3_notification(ports.catalog.name, info))
+
+
+def promote_model(ports, version="v1"):
+    ports.artifacts.put(current_model_key("facets"), json.dumps({"version": version}).encode())
+
+
+def test_s3_test_events_are_skipped(ports):
+    response = ingest.handle_sqs_batch(load_event("s3_test_event_via_sqs.json"), ports)
+    assert response == {"batchItemFailures": []}
+    assert list(ports.labels.scan()) == []
+
+
+def test_url_encoded_keys_are_decoded_and_images_registered(ports, make_jpeg):
+    body = upload(ports, "catalog/p 1/summer dress (1).jpg", make_jpeg((40, 60)))
+    assert "summer+dress+%281%29.jpg" in body  # S3 encodes keys in notifications
+    assert ingest.handle_sqs_batch(sqs_event(body), ports) == {"batchItemFailures": []}
+    record = ports.labels.get("p-1/summer-dress-1")
+    assert record.status == ImageStatus.OK
+    assert (record.width, record.height) == (40, 60)
+    assert record.object_key == "catalog/p 1/summer dress (1).jpg"
+    assert record.split in ("train", "test")
+
+
+def test_catalog_labels_travel_with_the_upload(ports, make_jpeg):
+    entry = CatalogEntry(
+        image_id="p2/front",
+        product_id="p2",
+        facets={"neckline": "halter", "occasion": None},
+        bbox=(2, 3, 30, 50),
+    )
+    ingest.handle_sqs_batch(
+        sqs_event(upload(ports, "catalog/p2/front.jpg", make_jpeg(), entry)), ports
+    )
+    record = ports.labels.get("p2/front")
+    assert record.facets["neckline"] == "halter"
+    assert record.sources == {"neckline": LabelSource.CATALOG}
+    assert record.bbox == (2, 3, 30, 50)
+
+
+def test_redelivery_and_reupload_never_duplicate_nor_reset(ports, make_jpeg):
+    entry = CatalogEntry(image_id="p3/a", product_id="p3", facets={"sleeve": "long"})
+    body = upload(ports, "catalog/p3/a.jpg", make_jpeg(), entry)
+    ingest.handle_sqs_batch(sqs_event(body), ports)
+    first = ports.labels.get("p3/a")
+    # Staff fix the label; then the same message is redelivered and the photo re-uploaded.
+    ports.labels.update_label(
+        "p3/a", "sleeve", "short", source=LabelSource.STAFF, expected_version=first.version
+    )
+    ingest.handle_sqs_batch(sqs_event(body, body), ports)
+    reupload = upload(ports, "catalog/p3/a.jpg", make_jpeg(color=(1, 2, 3)), entry)
+    ingest.handle_sqs_batch(sqs_event(reupload), ports)
+
+    records = list(ports.labels.scan())
+    assert [r.image_id for r in records] == ["p3/a"]
+    final = records[0]
+    assert final.split == first.split
+    assert final.facets["sleeve"] == "short"  # the person's correction stands
+    assert final.etag != first.etag  # the new bytes were registered
+    assert final.version == first.version + 2  # staff change + re-upload, not the redeliveries
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "empty file"),
+        (b"hello, I am a text file", "not an image"),
+        ("truncated", "truncated"),
+    ],
+)
+def test_invalid_files_are_recorded_with_their_reason(ports, make_jpeg, body, reason):
+    if body == "truncated":
+        body = make_jpeg((64, 64))[:-200]
+    ingest.handle_sqs_batch(sqs_event(upload(ports, "catalog/p4/bad.jpg", body)), ports)
+    record = ports.labels.get("p4/bad")
+    assert record.status == ImageStatus.INVALID
+    assert reason in record.reason
+
+
+def test_a_box_outside_the_image_makes_it_invalid(ports, make_jpeg):
+    entry = CatalogEntry(image_id="p5/a", product_id="p5", bbox=(0, 0, 500, 500))
+    ingest.handle_sqs_batch(sqs_event(upload(ports, "catalog/p5/a.jpg", make_jpeg(), entry)), ports)
+    assert "outside" in ports.labels.get("p5/a").reason
+
+
+def test_a_poison_message_fails_alone(ports, make_jpeg):
+    good = upload(ports, "catalog/p6/a.jpg", make_jpeg())
+    response = ingest.handle_sqs_batch(sqs_event(good, "{not json", '{"Records": [{}]}'), ports)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}
+    assert ports.labels.get("p6/a") is not None
+
+
+def test_non_catalog_keys_are_ignored(ports, make_jpeg):
+    body = upload(ports, "uploads/tmp/a.jpg", make_jpeg())
+    assert ingest.handle_sqs_batch(sqs_event(body), ports) == {"batchItemFailures": []}
+    assert list(ports.labels.scan()) == []
+
+
+def test_no_inference_job_before_a_model_exists(ports, make_jpeg):
+    ingest.handle_sqs_batch(sqs_event(upload(ports, "catalog/p7/a.jpg", make_jpeg())), ports)
+    assert ports.jobs.requests == []
+
+
+def test_a_current_model_gets_a_manifest_and_an_array_job(ports, make_jpeg):
+    promote_model(ports)
+    bodies = [upload(ports, f"catalog/p8/{i}.jpg", make_jpeg()) for i in range(3)]
+    bodies.append(upload(ports, "catalog/p8/broken.jpg", b"nope"))
+    ingest.handle_sqs_batch(sqs_event(*bodies), ports)
+
+    (request,) = ports.jobs.requests
+    assert request.name == "infer"
+    assert request.array_size == 2  # 3 valid images, 2 per shard
+    manifest_key = request.args[request.args.index("--manifest") + 1]
+    lines = ports.artifacts.get(manifest_key).body.decode().splitlines()
+    assert sorted(json.loads(line)["image_id"] for line in lines) == ["p8/0", "p8/1", "p8/2"]
+    assert {json.loads(line)["bucket"] for line in lines} == {ports.catalog.name}
+
+
+def test_a_failed_submission_is_retried_by_redelivery(ports, make_jpeg):
+    promote_model(ports, "v1")
+    body = upload(ports, "catalog/p9/a.jpg", make_jpeg())
+    ports.jobs.fail = True
+    assert ingest.handle_sqs_batch(sqs_event(body), ports)["batchItemFailures"] == [
+        {"itemIdentifier": "m0"}
+    ]
+    ports.jobs.fail = False
+    ingest.handle_sqs_batch(sqs_event(body), ports)  # the redelivery: image UNCHANGED
+    assert len(ports.jobs.requests) == 1
+
+    # Once predicted, a redelivery submits nothing more.
+    probs = FacetPrediction(label="crew", prob=0.9, probs=[0.02, 0.9, 0.03, 0.03, 0.02])
+    ports.predictions.put(
+        PredictionRecord(image_id="p9/a", model_version="v1", facets={"neckline": probs})
+    )
+    ingest.handle_sqs_batch(sqs_event(body), ports)
+    assert len(ports.jobs.requests) == 1
