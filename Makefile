@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test lint format clean synth
 
 setup: $(STAMP)
 
@@ -15,10 +15,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[ml,infra,dev]'
 	@touch $(STAMP)
 
+# The CDK CLI comes from the npm registry into node_modules (no global install).
+NODE_STAMP := node_modules/.installed
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
+# Synthesizes offline (no AWS account, no Docker); the Lambda layer is built once, then cached.
+synth: setup $(NODE_STAMP)
+	PATH="$(CURDIR)/node_modules/.bin:$$PATH" AWS_EC2_METADATA_DISABLED=true \
+	  CDK_DISABLE_CLI_TELEMETRY=true node_modules/.bin/cdk synth --quiet
+
 demo: setup
 	$(BIN)/dressvision --home .dressvision/demo demo
 
-test: setup
+test: setup synth
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2
 
@@ -31,4 +43,4 @@ format: setup
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .dressvision cdk.out .pytest_cache .ruff_cache
+	rm -rf $(VENV) .dressvision cdk.out .pytest_cache .ruff_cache node_modules build/lambda-layer

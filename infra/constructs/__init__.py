@@ -1,0 +1,1 @@
+"""One construct per file, each owning its resources; the stack wires and grants between them."""

@@ -1,0 +1,90 @@
+"""Where operators hear about trouble: one encrypted SNS topic, alarms and rules that feed it.
+
+The topic's key is a customer-managed KMS key (about USD 1/month) because the AWS-managed
+`aws/sns` key cannot be used by CloudWatch alarms or EventBridge: its policy cannot be edited to
+let them in, and their messages would be dropped silently.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_batch as batch
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+ALARM_PERIOD = Duration.minutes(5)
+PUBLISHERS = ("cloudwatch.amazonaws.com", "events.amazonaws.com")
+
+
+class Alerts(Construct):
+    """`topic`, an e-mail subscription when `email` is given, and helpers that add alarms."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, email: str | None) -> None:
+        super().__init__(scope, construct_id)
+        self.key = kms.Key(
+            self,
+            "Key",
+            description="dressvision alarm topic",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY,  # it guards transient notifications only
+        )
+        for service in PUBLISHERS:
+            self.key.grant(iam.ServicePrincipal(service), "kms:Decrypt", "kms:GenerateDataKey*")
+        self.topic = sns.Topic(
+            self, "Topic", display_name="dressvision alarms", master_key=self.key, enforce_ssl=True
+        )
+        if email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(email))
+
+    def alarm_on_dead_letters(self, construct_id: str, dead_letter: sqs.IQueue) -> None:
+        """Alarm as soon as one message sits in `dead_letter`: each one is work that failed
+        `maxReceiveCount` times and waits for a person (fix, then redrive from the console)."""
+        alarm = dead_letter.metric_approximate_number_of_messages_visible(
+            period=ALARM_PERIOD, statistic=cloudwatch.Stats.MAXIMUM
+        ).create_alarm(
+            self,
+            construct_id,
+            alarm_description=f"Messages in the dead-letter queue {construct_id}: see its DLQ",
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
+        alarm.add_ok_action(cw_actions.SnsAction(self.topic))
+
+    def notify_failed_jobs(self, construct_id: str, job_queue: batch.IJobQueue) -> events.Rule:
+        """Publish each FAILED job of `job_queue`. Children of an array job are left out (the
+        parent fails with them): one message per submitted job, not one per shard."""
+        return events.Rule(
+            self,
+            construct_id,
+            description="dressvision: a Batch job failed",
+            event_pattern=events.EventPattern(
+                source=["aws.batch"],
+                detail_type=["Batch Job State Change"],
+                detail={
+                    "status": ["FAILED"],
+                    "jobQueue": [job_queue.job_queue_arn],
+                    "arrayProperties": {"index": [{"exists": False}]},
+                },
+            ),
+            targets=[
+                targets.SnsTopic(
+                    self.topic,
+                    message=events.RuleTargetInput.from_text(
+                        f"Batch job {events.EventField.from_path('$.detail.jobName')} "
+                        f"({events.EventField.from_path('$.detail.jobId')}) failed: "
+                        f"{events.EventField.from_path('$.detail.statusReason')}"
+                    ),
+                )
+            ],
+        )

@@ -1,0 +1,180 @@
+"""Typed stage settings, read once from CDK context (`cdk.json`, `cdk.context.json`, `-c k=v`).
+
+Every key is `dressvision:<camelCase field>`; a missing key takes the default below. Values given
+on the command line arrive as strings (`-c dressvision:spot=false`,
+`-c dressvision:gpuInstanceTypes=g5.xlarge,g6.xlarge`), values in `cdk.json` as JSON: both are
+accepted. A bad value fails the synth with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, Literal
+
+CONTEXT_PREFIX = "dressvision:"
+Workforce = Literal["mturk", "a2i", "internal"]
+WORKFORCES: tuple[str, ...] = ("mturk", "a2i", "internal")
+
+_STAGE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")  # part of bucket names: short, lower case
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_GPU_FAMILIES = ("g4dn", "g5", "g5g", "g6", "g6e", "gr6", "p3", "p4d", "p4de", "p5", "p5e")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageSettings:
+    """One deployment stage. Fields become context keys `dressvision:<camelCase name>`."""
+
+    stage: str = "dev"
+    # GPU job fleet (AWS Batch). Every type must fit one job: job_vcpus and job_memory_gib.
+    gpu_instance_types: tuple[str, ...] = ("g5.xlarge", "g6.xlarge")
+    spot: bool = True  # a Spot compute environment first, on-demand as the fallback
+    max_vcpus: int = 16  # per compute environment: 4 x xlarge instances at most
+    job_vcpus: int = 4
+    job_memory_gib: int = 14  # an xlarge has 16 GiB; the ECS agent and the OS keep the rest
+    shared_memory_gib: int = 4  # /dev/shm for the PyTorch data loader workers
+    infer_timeout_hours: int = 2
+    train_timeout_hours: int = 12
+    # Model settings, given to both jobs as DRESSVISION_INFER_BATCH_SIZE / DRESSVISION_IMAGE_SIZE.
+    infer_batch_size: int = 64  # images per forward pass
+    image_size: int = 224  # training input size; inference uses the size saved with the model
+    infer_shard_size: int = 500  # images per array-job child (DRESSVISION_INFER_SHARD_SIZE)
+    # Ingest Lambda.
+    ingest_batch_size: int = 50
+    ingest_max_batching_seconds: int = 20
+    ingest_max_concurrency: int = 10  # caps DynamoDB writes and Batch submissions per second
+    # Humans in the loop and retraining: read by the review/collect Lambdas (a later issue).
+    workforce: Workforce = "internal"
+    budget_cap_usd: float = 50.0
+    retrain_threshold: int = 100  # changed labels before a retrain is submitted
+    # Where alarms go. None: the topic exists without subscribers (subscribe later by hand).
+    alarm_email: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(_STAGE.match(self.stage or "") is not None, "stage", "lower-case letters, digits, -")
+        _check(len(self.gpu_instance_types) > 0, "gpuInstanceTypes", "at least one type")
+        for name in self.gpu_instance_types:
+            family = name.split(".", 1)[0]
+            _check(family in _GPU_FAMILIES, "gpuInstanceTypes", f"GPU types only, got {name}")
+        _check(self.max_vcpus >= self.job_vcpus, "maxVcpus", "at least jobVcpus")
+        _check(self.job_vcpus >= 1, "jobVcpus", "at least 1")
+        _check(
+            0 < self.shared_memory_gib < self.job_memory_gib,
+            "sharedMemoryGib",
+            "more than 0 and less than jobMemoryGib",
+        )
+        for name in ("infer_batch_size", "image_size", "infer_shard_size", "ingest_batch_size"):
+            _check(getattr(self, name) >= 1, _camel(name), "at least 1")
+        _check(
+            1 <= self.ingest_max_batching_seconds <= 300,
+            "ingestMaxBatchingSeconds",
+            "between 1 and 300 (SQS batches over 10 messages need a window)",
+        )
+        _check(
+            2 <= self.ingest_max_concurrency <= 1000,
+            "ingestMaxConcurrency",
+            "between 2 and 1000 (the SQS event source limit)",
+        )
+        _check(self.workforce in WORKFORCES, "workforce", f"one of {', '.join(WORKFORCES)}")
+        _check(self.budget_cap_usd >= 0, "budgetCapUsd", "not negative")
+        _check(self.retrain_threshold >= 1, "retrainThreshold", "at least 1")
+        if self.alarm_email is not None:
+            _check(_EMAIL.match(self.alarm_email) is not None, "alarmEmail", "an e-mail address")
+
+    @property
+    def stack_name(self) -> str:
+        return f"Dressvision-{self.stage}"
+
+    @property
+    def name_prefix(self) -> str:
+        """Prefix of the few physical names we set (buckets, job definitions)."""
+        return f"dressvision-{self.stage}"
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> StageSettings:
+        """Settings from CDK context (`app.node.get_all_context()`). An unknown
+        `dressvision:` key is an error: a typo must not silently deploy the default."""
+        known = cls.context_keys()
+        unknown = sorted(k for k in context if k.startswith(CONTEXT_PREFIX) and k not in known)
+        if unknown:
+            raise ValueError(
+                f"unknown context keys {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = context.get(CONTEXT_PREFIX + _camel(f.name))
+            if raw is None:
+                continue
+            default = f.default if f.default is not MISSING else None
+            values[f.name] = _PARSERS.get(type(default), _parse_str)(_camel(f.name), raw)
+        return cls(**values)
+
+    @classmethod
+    def context_keys(cls) -> dict[str, Any]:
+        """Every context key with its default (the README's table, and a test, use it)."""
+        return {CONTEXT_PREFIX + _camel(f.name): f.default for f in fields(cls)}
+
+
+def _check(ok: bool, key: str, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"context {CONTEXT_PREFIX}{key} must be {expected}")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _parse_bool(key: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"context {CONTEXT_PREFIX}{key} must be true or false, got {raw!r}")
+
+
+def _parse_int(key: str, raw: Any) -> int:
+    try:
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+            raise ValueError
+        return int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"context {CONTEXT_PREFIX}{key} must be an integer, got {raw!r}") from None
+
+
+def _parse_float(key: str, raw: Any) -> float:
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        return float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"context {CONTEXT_PREFIX}{key} must be a number, got {raw!r}") from None
+
+
+def _parse_tuple(key: str, raw: Any) -> tuple[str, ...]:
+    """A JSON list, or a comma-separated string (what `-c key=a,b` gives)."""
+    if isinstance(raw, str) and raw.strip().startswith("["):
+        raw = json.loads(raw)
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ValueError(f"context {CONTEXT_PREFIX}{key} must be a list of strings, got {raw!r}")
+    return tuple(i.strip() for i in items if i.strip())
+
+
+def _parse_str(key: str, raw: Any) -> str | None:
+    if not isinstance(raw, str):
+        raise ValueError(f"context {CONTEXT_PREFIX}{key} must be a string, got {raw!r}")
+    return raw.strip() or None  # an empty value means "not set" (alarmEmail="")
+
+
+_PARSERS: dict[type, Callable[[str, Any], Any]] = {
+    bool: _parse_bool,
+    int: _parse_int,
+    float: _parse_float,
+    tuple: _parse_tuple,
+}

@@ -1,0 +1,355 @@
+"""What the synthesized template must guarantee, asserted on properties, not logical ids."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from shared import env
+from shared.keys import CATALOG_PREFIX
+from shared.stores import dynamodb as ddb_schema
+
+GPU_FAMILIES = ("g4dn", "g5", "g6", "g6e", "p3", "p4d", "p5")
+READ_ONLY_PREFIXES = ("Get", "List", "Describe", "Query", "Scan", "BatchGet", "Receive")
+CONTRACT_NAMES = {
+    env.BACKEND,
+    env.CATALOG_BUCKET,
+    env.ARTIFACTS_BUCKET,
+    env.LABELS_TABLE,
+    env.PREDICTIONS_TABLE,
+    env.TASKS_TABLE,
+    env.JOB_QUEUE,
+    env.JOB_DEFINITION_PREFIX + "INFER",
+    env.JOB_DEFINITION_PREFIX + "TRAIN",
+    env.INFER_SHARD_SIZE,
+}
+
+
+def _getatt_target(value: Any) -> str | None:
+    """The logical id behind `{"Fn::GetAtt": [id, attr]}` or `{"Ref": id}`."""
+    if isinstance(value, dict):
+        if "Fn::GetAtt" in value:
+            return value["Fn::GetAtt"][0]
+        if "Ref" in value:
+            return value["Ref"]
+    return None
+
+
+def _render(value: Any) -> str:
+    """A string expression as text, `{"Ref": X}` as `${X}`: to compare two expressions."""
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return "${" + value["Ref"] + "}"
+    separator, parts = value["Fn::Join"]
+    return separator.join(_render(part) for part in parts)
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _ingest_queue_id(synth) -> str:
+    (mapping,) = synth.props("AWS::Lambda::EventSourceMapping")
+    return _getatt_target(mapping["EventSourceArn"])
+
+
+def _roles_assumed_by(synth, service: str) -> set[str]:
+    return {
+        logical_id
+        for logical_id, role in synth.of_type("AWS::IAM::Role").items()
+        if any(
+            service in _as_list(s.get("Principal", {}).get("Service", []))
+            for s in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        )
+    }
+
+
+def _statements_of_roles(synth, roles: set[str]) -> list[dict]:
+    statements = []
+    for policy in synth.props("AWS::IAM::Policy"):
+        if {_getatt_target(r) for r in policy["Roles"]} & roles:
+            statements.extend(policy["PolicyDocument"]["Statement"])
+    return statements
+
+
+def test_catalog_uploads_notify_the_queue_the_ingest_lambda_consumes(synth):
+    queue_id = _ingest_queue_id(synth)
+    configured = [
+        (bucket_id, config)
+        for bucket_id, bucket in synth.of_type("AWS::S3::Bucket").items()
+        for config in bucket["Properties"]
+        .get("NotificationConfiguration", {})
+        .get("QueueConfigurations", [])
+    ]
+    assert len(configured) == 1
+    bucket_id, config = configured[0]
+    assert _getatt_target(config["Queue"]) == queue_id
+    assert config["Event"] == "s3:ObjectCreated:*"
+    assert config["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": CATALOG_PREFIX}]
+    # S3 may send only from that bucket, and the bucket waits for that permission.
+    bucket = synth.resources[bucket_id]
+    (policy_id,) = bucket["DependsOn"]
+    statement = next(
+        s
+        for s in synth.resources[policy_id]["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Principal") == {"Service": "s3.amazonaws.com"}
+    )
+    assert statement["Action"] == "sqs:SendMessage"
+    assert _getatt_target(statement["Resource"]) == queue_id
+    source_arn = _render(statement["Condition"]["ArnEquals"]["aws:SourceArn"])
+    assert source_arn == "arn:${AWS::Partition}:s3:::" + _render(bucket["Properties"]["BucketName"])
+
+
+def test_every_queue_but_a_dead_letter_queue_has_a_redrive_policy(synth):
+    queues = synth.of_type("AWS::SQS::Queue")
+    dead_letter_ids = {
+        _getatt_target(q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+        for q in queues.values()
+        if "RedrivePolicy" in q["Properties"]
+    }
+    assert dead_letter_ids, "no queue has a dead-letter queue"
+    for logical_id, queue in queues.items():
+        props = queue["Properties"]
+        assert props.get("SqsManagedSseEnabled") or props.get("KmsMasterKeyId"), logical_id
+        if logical_id not in dead_letter_ids:
+            assert 1 <= props["RedrivePolicy"]["maxReceiveCount"] <= 5, logical_id
+
+
+def test_every_queue_refuses_plain_http(synth):
+    denied = {
+        _getatt_target(s["Resource"])
+        for policy in synth.props("AWS::SQS::QueuePolicy")
+        for s in policy["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    }
+    assert denied == set(synth.of_type("AWS::SQS::Queue"))
+
+
+def test_ingest_queue_outlasts_six_lambda_timeouts(synth):
+    (function,) = [
+        f for f in synth.props("AWS::Lambda::Function") if f["Handler"] == "lambdas.ingest.handler"
+    ]
+    (mapping,) = synth.props("AWS::Lambda::EventSourceMapping")
+    queue = synth.resources[_ingest_queue_id(synth)]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"] + mapping.get(
+        "MaximumBatchingWindowInSeconds", 0
+    )
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BatchSize"] > 10 and mapping["MaximumBatchingWindowInSeconds"] >= 1
+    assert mapping["ScalingConfig"]["MaximumConcurrency"] >= 2
+
+
+def test_ingest_lambda_runs_our_handler_with_the_layer_and_the_env_contract(synth):
+    (function,) = [
+        f for f in synth.props("AWS::Lambda::Function") if f["Handler"] == "lambdas.ingest.handler"
+    ]
+    assert function["Runtime"] == "python3.12"
+    assert function["Architectures"] == ["arm64"]
+    assert len(function["Layers"]) == 1
+    variables = function["Environment"]["Variables"]
+    assert set(variables) >= CONTRACT_NAMES
+    assert variables[env.BACKEND] == "aws"
+    module, name = function["Handler"].rsplit(".", 1)
+    assert callable(getattr(importlib.import_module(module), name))
+
+
+def test_every_lambda_is_ours_and_no_custom_resource_hides_another(synth):
+    handlers = [f["Handler"] for f in synth.props("AWS::Lambda::Function")]
+    assert handlers and all(h.startswith("lambdas.") for h in handlers)
+    assert not [r for r in synth.resources.values() if r["Type"].startswith("Custom::")]
+
+
+def test_no_lambda_role_writes_to_every_resource(synth):
+    lambda_roles = _roles_assumed_by(synth, "lambda.amazonaws.com")
+    assert lambda_roles
+    for statement in _statements_of_roles(synth, lambda_roles):
+        if "*" not in _as_list(statement["Resource"]):
+            continue
+        actions = _as_list(statement["Action"])
+        writes = [a for a in actions if not a.split(":", 1)[1].startswith(READ_ONLY_PREFIXES)]
+        assert not writes, f"{writes} on Resource '*'"
+
+
+def test_ingest_may_submit_only_the_infer_job_to_our_queue(synth):
+    (queue_id,) = synth.of_type("AWS::Batch::JobQueue")
+    definitions = {d["JobDefinitionName"]: d for d in synth.props("AWS::Batch::JobDefinition")}
+    lambda_roles = _roles_assumed_by(synth, "lambda.amazonaws.com")
+    submit = [
+        s
+        for s in _statements_of_roles(synth, lambda_roles)
+        if "batch:SubmitJob" in _as_list(s["Action"])
+    ]
+    assert len(submit) == 1 and _as_list(submit[0]["Action"]) == ["batch:SubmitJob"]
+    resources = _as_list(submit[0]["Resource"])
+    assert "*" not in resources
+    assert queue_id in {_getatt_target(r) for r in resources}
+    arns = [json.dumps(r) for r in resources if _getatt_target(r) is None]
+    infer = next(name for name in definitions if name.endswith("-infer"))
+    assert arns and all(f"job-definition/{infer}" in arn for arn in arns)
+
+
+def test_buckets_are_private_encrypted_and_ssl_only(synth):
+    buckets = synth.of_type("AWS::S3::Bucket")
+    assert len(buckets) >= 3
+    for bucket in buckets.values():
+        props = bucket["Properties"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert bucket["DeletionPolicy"] == "Retain"
+    ssl_only = {
+        _getatt_target(policy["Bucket"])
+        for policy in synth.props("AWS::S3::BucketPolicy")
+        for s in policy["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    }
+    assert ssl_only == set(buckets)
+
+
+def test_artifacts_are_versioned_and_photos_readable_cross_origin(synth):
+    buckets = synth.props("AWS::S3::Bucket")
+    assert any(b.get("VersioningConfiguration") == {"Status": "Enabled"} for b in buckets)
+    (catalog,) = [b for b in buckets if "NotificationConfiguration" in b]
+    (rule,) = catalog["CorsConfiguration"]["CorsRules"]
+    assert "GET" in rule["AllowedMethods"]
+    assert "LoggingConfiguration" in catalog
+
+
+def test_tables_match_the_adapter_schema_and_keep_their_data(synth):
+    tables = synth.of_type("AWS::DynamoDB::Table")
+    assert len(tables) == 3
+    schemas = []
+    for table in tables.values():
+        props = table["Properties"]
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+        assert props["SSESpecification"]["SSEEnabled"] is True
+        assert props["DeletionProtectionEnabled"] is True
+        assert table["DeletionPolicy"] == "Retain"
+        schemas.append(tuple((k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]))
+    labels_key = ((ddb_schema.LABELS_PARTITION_KEY, "HASH"), (ddb_schema.LABELS_SORT_KEY, "RANGE"))
+    assert labels_key in schemas
+    assert (("task_id", "HASH"),) in schemas
+    Template.from_json(synth.template).has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "KeySchema": [
+                {"AttributeName": ddb_schema.PREDICTIONS_PARTITION_KEY, "KeyType": "HASH"},
+                {"AttributeName": ddb_schema.PREDICTIONS_SORT_KEY, "KeyType": "RANGE"},
+            ],
+            "GlobalSecondaryIndexes": [
+                Match.object_like(
+                    {
+                        "IndexName": ddb_schema.PREDICTIONS_BY_MODEL_INDEX,
+                        "KeySchema": [
+                            {"AttributeName": "model_version", "KeyType": "HASH"},
+                            {"AttributeName": "image_id", "KeyType": "RANGE"},
+                        ],
+                    }
+                )
+            ],
+        },
+    )
+
+
+def test_compute_environments_scale_gpu_instances_from_zero_spot_first(synth):
+    environments = synth.of_type("AWS::Batch::ComputeEnvironment")
+    assert len(environments) == 2
+    by_type = {}
+    for logical_id, environment in environments.items():
+        resources = environment["Properties"]["ComputeResources"]
+        assert resources["MinvCpus"] == 0
+        assert resources["InstanceTypes"]
+        assert all(t.split(".")[0] in GPU_FAMILIES for t in resources["InstanceTypes"])
+        assert resources["Ec2Configuration"] == [{"ImageType": "ECS_AL2023_NVIDIA"}]
+        by_type[resources["Type"]] = (logical_id, resources)
+    assert by_type["SPOT"][1]["AllocationStrategy"] == "SPOT_PRICE_CAPACITY_OPTIMIZED"
+    (queue,) = synth.props("AWS::Batch::JobQueue")
+    order = {
+        _getatt_target(e["ComputeEnvironment"]): e["Order"]
+        for e in queue["ComputeEnvironmentOrder"]
+    }
+    assert order[by_type["SPOT"][0]] < order[by_type["EC2"][0]]
+
+
+def test_job_definitions_ask_for_a_gpu_and_retry_only_lost_spot_hosts(synth):
+    definitions = synth.props("AWS::Batch::JobDefinition")
+    assert {d["ContainerProperties"]["Command"][-1] for d in definitions} == {
+        "batch_jobs.infer",
+        "batch_jobs.train",
+    }
+    for definition in definitions:
+        container = definition["ContainerProperties"]
+        requirements = {r["Type"]: r["Value"] for r in container["ResourceRequirements"]}
+        assert requirements["GPU"] == "1"
+        assert int(requirements["MEMORY"]) > container["LinuxParameters"]["SharedMemorySize"] > 0
+        retry = definition["RetryStrategy"]
+        assert retry["Attempts"] >= 2
+        assert retry["EvaluateOnExit"] == [
+            {"Action": "RETRY", "OnStatusReason": "Host EC2*"},
+            {"Action": "EXIT", "OnReason": "*"},
+        ]
+        assert definition["Timeout"]["AttemptDurationSeconds"] > 0
+        environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+        assert set(environment) >= CONTRACT_NAMES
+        own = env.JOB_DEFINITION_PREFIX + container["Command"][-1].split(".")[-1].upper()
+        assert environment[own] == definition["JobDefinitionName"]
+
+
+def test_job_roles_never_write_the_catalog(synth):
+    catalog_id = next(
+        logical_id
+        for logical_id, b in synth.of_type("AWS::S3::Bucket").items()
+        if "NotificationConfiguration" in b["Properties"]
+    )
+    roles = _roles_assumed_by(synth, "ecs-tasks.amazonaws.com") | _roles_assumed_by(
+        synth, "lambda.amazonaws.com"
+    )
+    for statement in _statements_of_roles(synth, roles):
+        targets = json.dumps(statement["Resource"])
+        if catalog_id in targets:
+            actions = _as_list(statement["Action"])
+            assert not [a for a in actions if a.startswith(("s3:Put", "s3:Delete"))], actions
+
+
+def test_network_has_gateway_endpoints_and_no_nat(synth):
+    endpoints = synth.props("AWS::EC2::VPCEndpoint")
+    services = {json.dumps(e["ServiceName"]) for e in endpoints}
+    assert any(".s3" in s for s in services) and any(".dynamodb" in s for s in services)
+    assert all(e.get("VpcEndpointType", "Gateway") == "Gateway" for e in endpoints)
+    assert not synth.of_type("AWS::EC2::NatGateway")
+
+
+def test_dead_letters_and_failed_jobs_reach_the_encrypted_alarm_topic(synth):
+    (topic_id,) = synth.of_type("AWS::SNS::Topic")
+    assert "KmsMasterKeyId" in synth.resources[topic_id]["Properties"]
+    (alarm,) = synth.props("AWS::CloudWatch::Alarm")
+    assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert [_getatt_target(a) for a in alarm["AlarmActions"]] == [topic_id]
+    (queue_dimension,) = alarm["Dimensions"]
+    dlq_id = _getatt_target(queue_dimension["Value"])
+    ingest_queue = synth.resources[_ingest_queue_id(synth)]["Properties"]
+    assert _getatt_target(ingest_queue["RedrivePolicy"]["deadLetterTargetArn"]) == dlq_id
+    (rule,) = synth.props("AWS::Events::Rule")
+    assert rule["EventPattern"]["detail"]["status"] == ["FAILED"]
+    assert rule["EventPattern"]["detail-type"] == ["Batch Job State Change"]
+    assert [_getatt_target(t["Arn"]) for t in rule["Targets"]] == [topic_id]
+    assert not synth.of_type("AWS::SNS::Subscription")  # no alarmEmail in cdk.json
+
+
+@pytest.mark.slow  # imports torch
+def test_training_checkpoints_live_under_the_prefix_the_train_job_may_write():
+    from batch_jobs.facets.checkpoint import CHECKPOINT_PREFIX
+    from infra.stacks.dressvision import CHECKPOINTS_PREFIX
+
+    assert CHECKPOINT_PREFIX.startswith(CHECKPOINTS_PREFIX)
