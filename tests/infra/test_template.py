@@ -6,7 +6,6 @@ import importlib
 import json
 from typing import Any
 
-import pytest
 from aws_cdk.assertions import Match, Template
 
 from shared import env
@@ -345,11 +344,3 @@ def test_dead_letters_and_failed_jobs_reach_the_encrypted_alarm_topic(synth):
     assert rule["EventPattern"]["detail-type"] == ["Batch Job State Change"]
     assert [_getatt_target(t["Arn"]) for t in rule["Targets"]] == [topic_id]
     assert not synth.of_type("AWS::SNS::Subscription")  # no alarmEmail in cdk.json
-
-
-@pytest.mark.slow  # imports torch
-def test_training_checkpoints_live_under_the_prefix_the_train_job_may_write():
-    from batch_jobs.facets.checkpoint import CHECKPOINT_PREFIX
-    from infra.stacks.dressvision import CHECKPOINTS_PREFIX
-
-    assert CHECKPOINT_PREFIX.startswith(CHECKPOINTS_PREFIX)
