@@ -28,12 +28,18 @@ def register(commands) -> None:
         help="share of products whose catalog label is flipped, per facet (default 0)",
     )
     parser.add_argument("--image-size", type=int, default=256, help="pixels (default 256)")
+    parser.add_argument(
+        "--contact-sheet",
+        type=Path,
+        metavar="PNG",
+        help="also tile the first photos, with labels and boxes, into this PNG to look at",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from local.synth_catalog import generate_catalog
+    from local.synth_catalog import generate_catalog, make_contact_sheet
 
     if args.products < 1:
         print("dressvision: error: --products must be at least 1", file=sys.stderr)
@@ -53,6 +59,8 @@ def run(args) -> int:
     except FileExistsError:
         print(f"dressvision: error: {args.out} is not empty; choose a new folder", file=sys.stderr)
         return 2
+    if args.contact_sheet:
+        make_contact_sheet(args.out, args.contact_sheet)
     if args.json:
         print(json.dumps(asdict(summary), default=str))
         return 0
