@@ -1,0 +1,137 @@
+"""Suspicious labels: where the model confidently disagrees with the catalog (confident learning).
+
+Northcutt, Jiang & Chuang, "Confident Learning: Estimating Uncertainty in Dataset Labels" (JAIR
+2021). Per facet, class j's threshold t_j is the model's mean self-confidence p(j | x) over the
+examples labelled j. An example's "confident" class is the most probable class among those whose
+probability reaches their own threshold (the confident joint's rule); the example is suspicious
+when that class exists and is not its given label. This is cleanlab's
+`find_label_issues(filter_by="confident_learning")`, without its calibration step.
+
+The probabilities MUST be out-of-sample: an image's row comes from a model that did not train on
+it (cross-validated folds for the train split). A model scores its own training labels as right,
+so in-sample probabilities hide exactly the errors we look for. The caller guarantees this.
+
+numpy and the stdlib only: this runs in a Lambda.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+UNKNOWN = -1  # the given label index of an image whose label is unknown: ignored
+# A probability equal to its threshold passes even when the mean was rounded a little above it.
+_THRESHOLD_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """One label the model confidently disagrees with.
+
+    confidence: the model's probability of the suggested label, p(suggested | x), in [0, 1]:
+    what people read ("the model says sheath at 0.93"). margin: p(suggested) - p(given), in
+    (0, 1], what the ranking sorts on.
+    """
+
+    index: int  # row in the input arrays
+    item_id: Hashable | None  # ids[index] when ids were given
+    given: int
+    suggested: int
+    confidence: float
+    margin: float
+
+
+def _check_inputs(given: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    given = np.asarray(given)
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] < 2:
+        raise ValueError(f"probs must be (N, K) with K >= 2 classes, got shape {probs.shape}")
+    if given.shape != (probs.shape[0],):
+        raise ValueError(
+            f"given must be (N,) = ({probs.shape[0]},) to match probs, got shape {given.shape}"
+        )
+    if given.size and not np.issubdtype(given.dtype, np.integer):
+        raise ValueError("given must hold integer label indices (-1 for unknown)")
+    k = probs.shape[1]
+    if ((given < UNKNOWN) | (given >= k)).any():
+        raise ValueError(f"given label indices must be in [0, {k}) or -1 for unknown")
+    if not np.isfinite(probs).all() or (probs < 0).any() or (probs > 1).any():
+        raise ValueError("probs must be probabilities in [0, 1]: apply softmax to logits first")
+    if probs.size and not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):
+        raise ValueError("each row of probs must sum to 1: apply softmax to logits first")
+    return given.astype(np.int64), probs
+
+
+def per_class_thresholds(given: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """t_j = mean of probs[i, j] over the examples with given[i] == j; (K,).
+
+    given: (N,) int, -1 = unknown (ignored); probs: (N, K) out-of-sample probabilities.
+    A class nobody is labelled with gets +inf: we do not know what "confident" means for it, so
+    it is never suggested.
+    """
+    given, probs = _check_inputs(given, probs)
+    k = probs.shape[1]
+    known = given != UNKNOWN
+    counts = np.bincount(given[known], minlength=k)
+    sums = np.bincount(given[known], weights=probs[known, given[known]], minlength=k)
+    thresholds = np.full(k, np.inf)
+    np.divide(sums, counts, out=thresholds, where=counts > 0)
+    return thresholds
+
+
+def rank_suspicious(
+    given: np.ndarray,
+    probs: np.ndarray,
+    *,
+    ids: Sequence[Hashable] | None = None,
+    limit: int | None = None,
+) -> list[Suspect]:
+    """The suspicious labels of one facet, the surest first.
+
+    given: (N,) int label indices, -1 = unknown (skipped); probs: (N, K) OUT-OF-SAMPLE predicted
+    probabilities; ids: optional (N,) ids copied into `Suspect.item_id`; limit: keep the top ones.
+    Ranked by margin p(suggested) - p(given), descending; ties keep input order.
+    """
+    given, probs = _check_inputs(given, probs)
+    if ids is not None and len(ids) != len(given):
+        raise ValueError(f"ids must have one entry per row of probs ({len(given)}), got {len(ids)}")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0 or None for all, got {limit}")
+    thresholds = per_class_thresholds(given, probs)
+    passing = probs >= thresholds - _THRESHOLD_TOLERANCE
+    confident_class = np.where(passing, probs, -1.0).argmax(axis=1)
+    rows = np.arange(len(given))
+    flagged = (given != UNKNOWN) & passing.any(axis=1) & (confident_class != given)
+    index = rows[flagged]
+    suggested = confident_class[flagged]
+    confidence = probs[index, suggested]
+    margin = confidence - probs[index, given[flagged]]
+    order = np.argsort(-margin, kind="stable")[:limit]
+    return [
+        Suspect(
+            index=int(index[o]),
+            item_id=None if ids is None else ids[int(index[o])],
+            given=int(given[index[o]]),
+            suggested=int(suggested[o]),
+            confidence=float(confidence[o]),
+            margin=float(margin[o]),
+        )
+        for o in order
+    ]
+
+
+def precision_recall(
+    flagged: Iterable[Hashable], true_flipped: Iterable[Hashable]
+) -> tuple[float, float]:
+    """Precision and recall of the flagged items against the known flipped ones (sets).
+
+    For the loop benchmark with injected flips. As scikit-learn's default (zero_division=0):
+    precision is 0.0 when nothing is flagged, recall 0.0 when nothing was flipped.
+    """
+    flagged_set, flipped_set = set(flagged), set(true_flipped)
+    hits = len(flagged_set & flipped_set)
+    precision = hits / len(flagged_set) if flagged_set else 0.0
+    recall = hits / len(flipped_set) if flipped_set else 0.0
+    return precision, recall
