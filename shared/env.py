@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Literal
 
@@ -36,11 +37,23 @@ INFER_SHARD_SIZE = "DRESSVISION_INFER_SHARD_SIZE"  # images per array-job child
 INFER_BATCH_SIZE = "DRESSVISION_INFER_BATCH_SIZE"  # images per forward pass (infer job)
 IMAGE_SIZE = "DRESSVISION_IMAGE_SIZE"  # training input pixels; inference uses the model's own
 
+# Relabel tasks: which Workforce answers them ("internal", "simulated", "mturk", "a2i") and how.
+WORKFORCE = "DRESSVISION_WORKFORCE"
+MAX_ASSIGNMENTS = "DRESSVISION_MAX_ASSIGNMENTS"  # answers asked per task at publish time
+MTURK_PRODUCTION = "DRESSVISION_MTURK_PRODUCTION"  # "true" for real money; sandbox otherwise
+MTURK_REWARD_USD = "DRESSVISION_MTURK_REWARD_USD"  # per assignment, before MTurk's fee
+MTURK_BUDGET_USD = "DRESSVISION_MTURK_BUDGET_USD"  # cap on rewards + fees of all published HITs
+MTURK_NOTIFICATION_QUEUE_ARN = "DRESSVISION_MTURK_NOTIFICATION_QUEUE_ARN"  # SQS for answers
+A2I_FLOW_DEFINITION_ARN = "DRESSVISION_A2I_FLOW_DEFINITION_ARN"
+SIMULATED_SEED = "DRESSVISION_SIMULATED_SEED"  # simulated workers: same seed, same answers
+SIMULATED_TRUTH = "DRESSVISION_SIMULATED_TRUTH"  # labels_true.csv the simulated workers see
+
 # Set by AWS Batch on array-job children; set the same way by the local job runner.
 BATCH_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
 BATCH_JOB_ID = "AWS_BATCH_JOB_ID"
 
 Backend = Literal["aws", "local"]
+WORKFORCES = ("internal", "simulated", "mturk", "a2i")
 
 
 def _int(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -63,6 +76,25 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _decimal(environ: Mapping[str, str], name: str, default: Decimal) -> Decimal:
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return Decimal(raw)
+    except InvalidOperation:
+        raise ValueError(f"{name} must be an amount like 0.05, got {raw!r}") from None
+
+
+def _bool(environ: Mapping[str, str], name: str) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a handler or job needs to know about its deployment, read once."""
@@ -81,12 +113,29 @@ class Settings:
     max_image_bytes: int = 30 * 1024 * 1024
     max_image_pixels: int = 50_000_000
     infer_shard_size: int = 500
+    workforce: str = "internal"
+    max_assignments: int = 3
+    mturk_production: bool = False
+    mturk_reward_usd: Decimal = Decimal("0.05")
+    mturk_budget_usd: Decimal = Decimal("10.00")
+    mturk_notification_queue_arn: str = ""
+    a2i_flow_definition_arn: str = ""
+    simulated_seed: int = 0
+    simulated_truth: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"{TEST_FRACTION} must be between 0 and 1, got {self.test_fraction}")
         if self.backend not in ("aws", "local"):
             raise ValueError(f"{BACKEND} must be 'aws' or 'local', got {self.backend!r}")
+        if self.workforce not in WORKFORCES:
+            raise ValueError(
+                f"{WORKFORCE} must be one of {', '.join(WORKFORCES)}, got {self.workforce!r}"
+            )
+        if self.max_assignments < 1:
+            raise ValueError(f"{MAX_ASSIGNMENTS} must be at least 1, got {self.max_assignments}")
+        if self.mturk_reward_usd <= 0 or self.mturk_budget_usd < 0:
+            raise ValueError(f"{MTURK_REWARD_USD} must be > 0 and {MTURK_BUDGET_USD} >= 0")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -101,6 +150,15 @@ class Settings:
             max_image_bytes=_int(env, MAX_IMAGE_BYTES, cls.max_image_bytes),
             max_image_pixels=_int(env, MAX_IMAGE_PIXELS, cls.max_image_pixels),
             infer_shard_size=_int(env, INFER_SHARD_SIZE, cls.infer_shard_size),
+            workforce=env.get(WORKFORCE, cls.workforce),
+            max_assignments=_int(env, MAX_ASSIGNMENTS, cls.max_assignments),
+            mturk_production=_bool(env, MTURK_PRODUCTION),
+            mturk_reward_usd=_decimal(env, MTURK_REWARD_USD, cls.mturk_reward_usd),
+            mturk_budget_usd=_decimal(env, MTURK_BUDGET_USD, cls.mturk_budget_usd),
+            mturk_notification_queue_arn=env.get(MTURK_NOTIFICATION_QUEUE_ARN, ""),
+            a2i_flow_definition_arn=env.get(A2I_FLOW_DEFINITION_ARN, ""),
+            simulated_seed=_int(env, SIMULATED_SEED, cls.simulated_seed),
+            simulated_truth=env.get(SIMULATED_TRUTH, ""),
             job_definitions={
                 k[len(JOB_DEFINITION_PREFIX) :].lower(): v
                 for k, v in env.items()
@@ -138,6 +196,15 @@ class Settings:
             MAX_IMAGE_BYTES: str(self.max_image_bytes),
             MAX_IMAGE_PIXELS: str(self.max_image_pixels),
             INFER_SHARD_SIZE: str(self.infer_shard_size),
+            WORKFORCE: self.workforce,
+            MAX_ASSIGNMENTS: str(self.max_assignments),
+            MTURK_PRODUCTION: "true" if self.mturk_production else "false",
+            MTURK_REWARD_USD: str(self.mturk_reward_usd),
+            MTURK_BUDGET_USD: str(self.mturk_budget_usd),
+            MTURK_NOTIFICATION_QUEUE_ARN: self.mturk_notification_queue_arn,
+            A2I_FLOW_DEFINITION_ARN: self.a2i_flow_definition_arn,
+            SIMULATED_SEED: str(self.simulated_seed),
+            SIMULATED_TRUTH: self.simulated_truth,
         }
         for name, definition in self.job_definitions.items():
             env[JOB_DEFINITION_PREFIX + name.upper()] = definition

@@ -57,3 +57,12 @@ class ObjectStoreError(DressvisionError):
 
 class CatalogFormatError(DressvisionError):
     """A catalog folder or labels.csv that cannot be imported as it is."""
+
+
+class BudgetExceededError(DressvisionError):
+    """Publishing one more paid task would pass the budget cap or the account's balance. Stop
+    publishing; raise the cap (DRESSVISION_MTURK_BUDGET_USD) or fund the account to go on."""
+
+
+class TaskClosedError(DressvisionError):
+    """A relabel task that takes no more answers (decided, closed, or all answers in)."""

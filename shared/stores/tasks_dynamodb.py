@@ -1,0 +1,149 @@
+"""DynamoDB adapter of `TaskStore`.
+
+Tasks table: partition `task_id`. GSI `by_status` (partition `status`) lists the open tasks
+without a scan; GSI `by_external_id` (partition `external_id`) finds the task of an MTurk or A2I
+notification. `external_id` is written only when set, so unpublished tasks stay out of that
+index (a sparse index). GSI reads are eventually consistent: a task updated a moment ago may
+still be listed under its old status; `find_by_external_id` re-reads the task consistently.
+The key names below are the schema: `infra/` imports them so the CDK table matches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from shared.errors import ConflictError, NotFoundError
+from shared.stores.dynamodb import BODY, VERSION, _DynamoDBTable
+from shared.tasks import RelabelTask, TaskStatus, TaskStore, next_version
+
+TASKS_PARTITION_KEY = "task_id"
+TASKS_STATUS = "status"
+TASKS_EXTERNAL_ID = "external_id"
+TASKS_BY_STATUS_INDEX = "by_status"  # partition status
+TASKS_BY_EXTERNAL_ID_INDEX = "by_external_id"  # partition external_id
+
+
+class DynamoDBTaskStore(_DynamoDBTable, TaskStore):
+    """Relabel tasks in one DynamoDB table (see the module docstring)."""
+
+    def create(self, task: RelabelTask) -> bool:
+        task = RelabelTask.model_validate(task.model_dump())  # a model_copy skips validation
+        try:
+            with self._errors():
+                self.client.put_item(
+                    TableName=self.table_name,
+                    Item=_item(task),
+                    ConditionExpression="attribute_not_exists(#pk)",
+                    ExpressionAttributeNames={"#pk": TASKS_PARTITION_KEY},
+                )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False  # already there: idempotent, never overwritten
+            raise
+        return True
+
+    def get(self, task_id: str) -> RelabelTask | None:
+        with self._errors():
+            response = self.client.get_item(
+                TableName=self.table_name,
+                Key={TASKS_PARTITION_KEY: {"S": task_id}},
+                ConsistentRead=True,
+            )
+        item = response.get("Item")
+        return RelabelTask.model_validate_json(item[BODY]["S"]) if item else None
+
+    def update(self, task: RelabelTask, expected_version: int) -> RelabelTask:
+        stored = next_version(task, expected_version)
+        try:
+            with self._errors():
+                self.client.put_item(
+                    TableName=self.table_name,
+                    Item=_item(stored),
+                    ConditionExpression="attribute_exists(#pk) AND #v = :expected",
+                    ExpressionAttributeNames={"#pk": TASKS_PARTITION_KEY, "#v": VERSION},
+                    ExpressionAttributeValues={":expected": {"N": str(expected_version)}},
+                )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            if self.get(task.task_id) is None:
+                raise NotFoundError(
+                    f"relabel task {task.task_id!r} does not exist; create it first"
+                ) from exc
+            raise ConflictError(
+                f"relabel task {task.task_id!r} is no longer at version {expected_version}; "
+                "re-read it and decide again"
+            ) from exc
+        return stored
+
+    def list(self, status: TaskStatus | None = None) -> Iterator[RelabelTask]:
+        if status is None:
+            items = self._pages("scan")
+        else:
+            items = self._pages(
+                "query",
+                IndexName=TASKS_BY_STATUS_INDEX,
+                KeyConditionExpression="#s = :s",
+                ExpressionAttributeNames={"#s": TASKS_STATUS},
+                ExpressionAttributeValues={":s": {"S": status}},
+            )
+        for item in items:
+            yield RelabelTask.model_validate_json(item[BODY]["S"])
+
+    def find_by_external_id(self, external_id: str) -> RelabelTask | None:
+        items = self._pages(
+            "query",
+            IndexName=TASKS_BY_EXTERNAL_ID_INDEX,
+            KeyConditionExpression="#e = :e",
+            ExpressionAttributeNames={"#e": TASKS_EXTERNAL_ID},
+            ExpressionAttributeValues={":e": {"S": external_id}},
+        )
+        task_ids = sorted(item[TASKS_PARTITION_KEY]["S"] for item in items)
+        # The index is eventually consistent: read the task itself for its current state.
+        return self.get(task_ids[0]) if task_ids else None
+
+
+def _code(exc: ClientError) -> str | None:
+    return exc.response.get("Error", {}).get("Code")
+
+
+def _item(task: RelabelTask) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        TASKS_PARTITION_KEY: {"S": task.task_id},
+        TASKS_STATUS: {"S": task.status},
+        VERSION: {"N": str(task.version)},
+        BODY: {"S": task.model_dump_json()},
+    }
+    if task.external_id:  # an index key may not be empty; absent keeps the index sparse
+        item[TASKS_EXTERNAL_ID] = {"S": task.external_id}
+    return item
+
+
+def create_tasks_table(client: Any, table_name: str) -> None:
+    """Create the tasks table with its two indexes (tests, local DynamoDB); the CDK stack
+    defines the same keys."""
+    client.create_table(
+        TableName=table_name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"}
+            for name in (TASKS_PARTITION_KEY, TASKS_STATUS, TASKS_EXTERNAL_ID)
+        ],
+        KeySchema=[{"AttributeName": TASKS_PARTITION_KEY, "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": index,
+                "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": projection},
+            }
+            for index, key, projection in (
+                (TASKS_BY_STATUS_INDEX, TASKS_STATUS, "ALL"),
+                # Only the task id: the task itself is then read consistently.
+                (TASKS_BY_EXTERNAL_ID_INDEX, TASKS_EXTERNAL_ID, "KEYS_ONLY"),
+            )
+        ],
+    )
+    client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1})

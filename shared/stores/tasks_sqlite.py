@@ -1,0 +1,106 @@
+"""SQLite adapter of `TaskStore`: relabel tasks in the one-machine state file.
+
+It may share the file with the label and prediction stores (WAL, busy timeout and a connection
+per call, like them: see `shared/stores/sqlite.py`). A task is stored as its JSON next to the
+columns we query on.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from shared.errors import ConflictError, NotFoundError
+from shared.stores.sqlite import _Database, _pages
+from shared.tasks import RelabelTask, TaskStatus, TaskStore, next_version
+
+TASKS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS relabel_tasks (
+    task_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    external_id TEXT,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS relabel_tasks_by_status ON relabel_tasks (status, task_id);
+CREATE INDEX IF NOT EXISTS relabel_tasks_by_external_id ON relabel_tasks (external_id);
+"""
+
+
+class SqliteTaskStore(TaskStore):
+    """Relabel tasks in a SQLite file (shared with other stores and processes)."""
+
+    def __init__(self, path: str | Path):
+        self._db = _Database(path, TASKS_SCHEMA)
+
+    def create(self, task: RelabelTask) -> bool:
+        task = RelabelTask.model_validate(task.model_dump())  # a model_copy skips validation
+        with self._db.writing() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO relabel_tasks (task_id, status, external_id, version, body)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (task.task_id, task.status, task.external_id, task.version, _body(task)),
+            )
+        return cursor.rowcount == 1
+
+    def get(self, task_id: str) -> RelabelTask | None:
+        with self._db.reading() as conn:
+            row = conn.execute(
+                "SELECT body FROM relabel_tasks WHERE task_id = ?", (task_id,)
+            ).fetchone()
+        return RelabelTask.model_validate_json(row[0]) if row else None
+
+    def update(self, task: RelabelTask, expected_version: int) -> RelabelTask:
+        stored = next_version(task, expected_version)
+        with self._db.writing() as conn:
+            cursor = conn.execute(
+                "UPDATE relabel_tasks SET status = ?, external_id = ?, version = ?, body = ? "
+                "WHERE task_id = ? AND version = ?",
+                (
+                    stored.status,
+                    stored.external_id,
+                    stored.version,
+                    _body(stored),
+                    stored.task_id,
+                    expected_version,
+                ),
+            )
+            if cursor.rowcount != 1:
+                _raise_missing_or_conflict(conn, task.task_id, expected_version)
+        return stored
+
+    def list(self, status: TaskStatus | None = None) -> Iterator[RelabelTask]:
+        if status is None:
+            query = "SELECT task_id, body FROM relabel_tasks WHERE task_id > ? "
+            params: tuple = ()
+        else:
+            query = "SELECT task_id, body FROM relabel_tasks WHERE status = ? AND task_id > ? "
+            params = (status,)
+        with self._db.reading() as conn:
+            for body in _pages(conn, query + "ORDER BY task_id LIMIT ?", params):
+                yield RelabelTask.model_validate_json(body)
+
+    def find_by_external_id(self, external_id: str) -> RelabelTask | None:
+        with self._db.reading() as conn:
+            row = conn.execute(
+                "SELECT body FROM relabel_tasks WHERE external_id = ? ORDER BY task_id LIMIT 1",
+                (external_id,),
+            ).fetchone()
+        return RelabelTask.model_validate_json(row[0]) if row else None
+
+
+def _body(task: RelabelTask) -> str:
+    return task.model_dump_json()
+
+
+def _raise_missing_or_conflict(
+    conn: sqlite3.Connection, task_id: str, expected_version: int
+) -> None:
+    exists = conn.execute("SELECT 1 FROM relabel_tasks WHERE task_id = ?", (task_id,)).fetchone()
+    if exists is None:
+        raise NotFoundError(f"relabel task {task_id!r} does not exist; create it first")
+    raise ConflictError(
+        f"relabel task {task_id!r} is no longer at version {expected_version}; "
+        "re-read it and decide again"
+    )
