@@ -14,12 +14,8 @@ message (`batchItemFailures`) so one poison message never redelivers the whole b
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
@@ -29,8 +25,9 @@ from shared.env import Settings
 from shared.errors import CatalogFormatError, DressvisionError, InvalidImageError, NotFoundError
 from shared.ids import assign_split, parse_catalog_key
 from shared.images import sniff_format, validate_image
-from shared.keys import current_model_key, is_catalog_image_key, manifest_key
-from shared.messages import JobRequest, ManifestEntry, S3Notification, SqsEvent
+from shared.inference import current_model_version, submit_inference
+from shared.keys import is_catalog_image_key
+from shared.messages import ManifestEntry, S3Notification, SqsEvent
 from shared.ports import RegisterOutcome
 from shared.records import ImageStatus, LabelRecord, LabelSource
 
@@ -145,15 +142,6 @@ def _labels_differ(existing: LabelRecord, entry: CatalogEntry) -> bool:
     ) or (entry.bbox is not None and entry.bbox != existing.bbox)
 
 
-def current_model_version(ports: Ports, kind: str = "facets") -> str | None:
-    """The promoted model's version, or None before any model was promoted."""
-    try:
-        pointer = json.loads(ports.artifacts.get(current_model_key(kind)).body)
-    except NotFoundError:
-        return None
-    return pointer.get("version")
-
-
 def needs_inference(ports: Ports, result: IngestResult, model_version: str) -> bool:
     if result.status != ImageStatus.OK:
         return False
@@ -161,28 +149,6 @@ def needs_inference(ports: Ports, result: IngestResult, model_version: str) -> b
         return True
     # Redelivery after a failed submission: converge by predicting what is still missing.
     return ports.predictions.get(result.image_id, model_version) is None
-
-
-def submit_inference(ports: Ports, entries: list[ManifestEntry]) -> str:
-    """Write the manifest and submit the infer job (an array job over shards). Returns job id.
-
-    The manifest id is a hash of its lines, so a redelivered batch rewrites the same manifest.
-    """
-    lines = "\n".join(e.model_dump_json() for e in entries) + "\n"
-    digest = hashlib.sha256(lines.encode()).hexdigest()[:12]
-    manifest_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{digest}"
-    key = manifest_key(manifest_id)
-    ports.artifacts.put(key, lines.encode(), content_type="application/x-ndjson")
-    shards = math.ceil(len(entries) / ports.settings.infer_shard_size)
-    request = JobRequest(
-        name="infer",
-        args=["--manifest", key],
-        array_size=shards if shards > 1 else None,
-        job_name=f"infer-{manifest_id}",
-    )
-    job_id = ports.jobs.submit(request)
-    logger.info("submitted infer job %s for %d images (%s)", job_id, len(entries), key)
-    return job_id
 
 
 def handle_sqs_batch(event: dict, ports: Ports) -> dict:

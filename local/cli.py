@@ -13,7 +13,7 @@ from local.runtime import default_home
 from shared.errors import DressvisionError
 
 # Order = order in `dressvision --help`.
-COMMAND_MODULES = ("synth", "importer", "labels", "demo")
+COMMAND_MODULES = ("synth", "importer", "labels", "relabel", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from shared.queues import MessageQueue
+
 BatchHandler = Callable[[dict], dict]  # SQS event -> {"batchItemFailures": [...]}
 
 
@@ -20,7 +22,7 @@ class _Message:
     receive_count: int = 0
 
 
-class LocalQueue:
+class LocalQueue(MessageQueue):
     """A thread-safe FIFO with an attached dead-letter queue."""
 
     def __init__(self, name: str, *, max_receive_count: int = 3, batch_size: int = 10):

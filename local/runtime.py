@@ -72,8 +72,10 @@ class LocalRuntime:
         self._job_events: queue.SimpleQueue[dict] = queue.SimpleQueue()
         self.ports: Ports = build_ports(settings, on_job_event=self._job_events.put)
         self.ingest_queue = LocalQueue("dressvision-ingest")
-        # EventBridge rules for "Batch Job State Change": handlers added by later parts.
-        self.job_event_handlers: list[EventHandler] = []
+        self.review_queue = LocalQueue("dressvision-review")
+        self.ports.review_queue = self.review_queue
+        # EventBridge's rule for "Batch Job State Change" -> λ batch_events, as on AWS.
+        self.job_event_handlers: list[EventHandler] = [self._batch_events_handler]
 
     @classmethod
     def open(cls, home: str | Path | None = None, environ: Mapping[str, str] | None = None):
@@ -103,11 +105,28 @@ class LocalRuntime:
 
         return handle_sqs_batch(event, self.ports)
 
+    def _batch_events_handler(self, event: dict) -> None:
+        from lambdas.batch_events import on_job_state_change
+        from shared.messages import BatchJobStateChange
+
+        result = on_job_state_change(self.ports, BatchJobStateChange.model_validate(event))
+        logger.info("batch_events: %s", result)
+
+    def _review_handler(self, event: dict) -> dict:
+        from lambdas.review import handle_sqs_batch
+        from shared.backends import build_workforce
+
+        return handle_sqs_batch(event, self.ports, build_workforce(self.settings, self.ports))
+
     def drain(self) -> int:
         """Deliver queued messages and job events until none are left. Returns how many."""
         delivered = 0
         while True:
-            n = self.ingest_queue.deliver(self._ingest_handler) + self._dispatch_job_events()
+            n = (
+                self.ingest_queue.deliver(self._ingest_handler)
+                + self._dispatch_job_events()
+                + self.review_queue.deliver(self._review_handler)
+            )
             if n == 0:
                 return delivered
             delivered += n
@@ -136,4 +155,4 @@ class LocalRuntime:
 
     @property
     def dead_letters(self) -> list[str]:
-        return [m.body for m in self.ingest_queue.dead_letters]
+        return [m.body for q in (self.ingest_queue, self.review_queue) for m in q.dead_letters]

@@ -13,8 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.env import Settings
+from shared.errors import ConfigurationError
 from shared.ports import JobRunner, LabelStore, ObjectStore, PredictionStore
+from shared.queues import MessageQueue
+from shared.tasks import TaskStore
 from shared.taxonomy import Taxonomy, load_taxonomy
+from shared.workforce.base import Workforce
 
 # Local state layout under DRESSVISION_HOME.
 LOCAL_DB = "state.db"
@@ -33,6 +37,9 @@ class Ports:
     catalog: ObjectStore
     artifacts: ObjectStore
     jobs: JobRunner
+    tasks: TaskStore
+    # Where batch_events sends "review now" (SQS on AWS; the runtime's queue locally).
+    review_queue: MessageQueue | None = None
 
 
 def build_ports(settings: Settings, *, on_job_event: JobEventSink | None = None) -> Ports:
@@ -42,7 +49,9 @@ def build_ports(settings: Settings, *, on_job_event: JobEventSink | None = None)
     if settings.backend == "aws":
         from shared.jobs.batch import BatchJobRunner
         from shared.objects.s3 import S3ObjectStore
+        from shared.queues import SqsMessageQueue
         from shared.stores.dynamodb import DynamoDBLabelStore, DynamoDBPredictionStore
+        from shared.stores.tasks_dynamodb import DynamoDBTaskStore
 
         return Ports(
             settings=settings,
@@ -52,11 +61,16 @@ def build_ports(settings: Settings, *, on_job_event: JobEventSink | None = None)
             catalog=S3ObjectStore(settings.catalog_bucket),
             artifacts=S3ObjectStore(settings.artifacts_bucket),
             jobs=BatchJobRunner(settings.job_queue, settings.job_definitions),
+            tasks=DynamoDBTaskStore(settings.tasks_table),
+            review_queue=(
+                SqsMessageQueue(settings.review_queue_url) if settings.review_queue_url else None
+            ),
         )
 
     from shared.jobs.local import LocalJobRunner
     from shared.objects.local import LocalObjectStore
     from shared.stores.sqlite import SqliteLabelStore, SqlitePredictionStore
+    from shared.stores.tasks_sqlite import SqliteTaskStore
 
     home = Path(settings.home)
     home.mkdir(parents=True, exist_ok=True)
@@ -72,4 +86,41 @@ def build_ports(settings: Settings, *, on_job_event: JobEventSink | None = None)
             objects / settings.artifacts_bucket, name=settings.artifacts_bucket
         ),
         jobs=LocalJobRunner(settings, log_dir=home / LOCAL_JOB_LOGS, on_event=on_job_event),
+        tasks=SqliteTaskStore(db),
     )
+
+
+def build_workforce(settings: Settings, ports: Ports) -> Workforce:
+    """The workforce named by `settings.workforce` (DRESSVISION_WORKFORCE)."""
+    name = settings.workforce
+    if name == "internal":
+        from shared.workforce.internal import InternalWorkforce
+
+        return InternalWorkforce(ports.tasks)
+    if name == "simulated":
+        from shared.workforce.simulated import SimulatedWorkforce, truth_from_csv
+
+        if not settings.simulated_truth:
+            raise ConfigurationError(
+                "the simulated workforce needs DRESSVISION_SIMULATED_TRUTH: the labels_true.csv "
+                "of a synthetic catalog, whose labels the simulated workers see"
+            )
+        truth = truth_from_csv(settings.simulated_truth, ports.taxonomy.facet_names)
+        return SimulatedWorkforce(truth, seed=settings.simulated_seed)
+    if name == "mturk":
+        from shared.workforce.mturk import HitTypeSettings, MTurkWorkforce, committed_spend
+
+        return MTurkWorkforce(
+            budget_usd=settings.mturk_budget_usd,
+            spent_usd=lambda: committed_spend(ports.tasks.list(), settings.mturk_reward_usd),
+            hit_type=HitTypeSettings(reward_usd=settings.mturk_reward_usd),
+            production=settings.mturk_production,
+            notification_queue_arn=settings.mturk_notification_queue_arn or None,
+        )
+    if name == "a2i":
+        from shared.workforce.a2i import A2IWorkforce
+
+        if not settings.a2i_flow_definition_arn:
+            raise ConfigurationError("the a2i workforce needs DRESSVISION_A2I_FLOW_DEFINITION_ARN")
+        return A2IWorkforce(settings.a2i_flow_definition_arn)
+    raise ConfigurationError(f"unknown workforce {name!r}: use internal, simulated, mturk or a2i")

@@ -26,6 +26,8 @@ LABELS_TABLE = "DRESSVISION_LABELS_TABLE"
 PREDICTIONS_TABLE = "DRESSVISION_PREDICTIONS_TABLE"
 TASKS_TABLE = "DRESSVISION_TASKS_TABLE"
 JOB_QUEUE = "DRESSVISION_JOB_QUEUE"
+REVIEW_QUEUE_URL = "DRESSVISION_REVIEW_QUEUE_URL"  # batch_events -> review
+RETRAIN_THRESHOLD = "DRESSVISION_RETRAIN_THRESHOLD"  # changed labels that trigger training
 # Job definition per job name: DRESSVISION_JOB_DEFINITION_INFER, ..._TRAIN.
 JOB_DEFINITION_PREFIX = "DRESSVISION_JOB_DEFINITION_"
 
@@ -122,6 +124,8 @@ class Settings:
     a2i_flow_definition_arn: str = ""
     simulated_seed: int = 0
     simulated_truth: str = ""
+    review_queue_url: str = ""
+    retrain_threshold: int = 50
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -159,6 +163,8 @@ class Settings:
             a2i_flow_definition_arn=env.get(A2I_FLOW_DEFINITION_ARN, ""),
             simulated_seed=_int(env, SIMULATED_SEED, cls.simulated_seed),
             simulated_truth=env.get(SIMULATED_TRUTH, ""),
+            review_queue_url=env.get(REVIEW_QUEUE_URL, ""),
+            retrain_threshold=_int(env, RETRAIN_THRESHOLD, cls.retrain_threshold),
             job_definitions={
                 k[len(JOB_DEFINITION_PREFIX) :].lower(): v
                 for k, v in env.items()
@@ -205,6 +211,8 @@ class Settings:
             A2I_FLOW_DEFINITION_ARN: self.a2i_flow_definition_arn,
             SIMULATED_SEED: str(self.simulated_seed),
             SIMULATED_TRUTH: self.simulated_truth,
+            REVIEW_QUEUE_URL: self.review_queue_url,
+            RETRAIN_THRESHOLD: str(self.retrain_threshold),
         }
         for name, definition in self.job_definitions.items():
             env[JOB_DEFINITION_PREFIX + name.upper()] = definition

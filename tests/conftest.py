@@ -39,3 +39,28 @@ def make_jpeg():
 
 def load_event(name: str) -> dict:
     return json.loads((EVENTS / name).read_text())
+
+
+class RecordingJobRunner:
+    """A JobRunner test double that records requests (and can be told to fail)."""
+
+    def __init__(self):
+        self.requests = []
+        self.fail = False
+
+    def submit(self, request) -> str:
+        from shared.errors import JobSubmissionError
+
+        if self.fail:
+            raise JobSubmissionError("queue unavailable")
+        self.requests.append(request)
+        return f"job-{len(self.requests)}"
+
+
+class RecordingQueue:
+    def __init__(self):
+        self.bodies: list[str] = []
+
+    def send(self, body: str) -> str:
+        self.bodies.append(body)
+        return str(len(self.bodies))

@@ -1,0 +1,88 @@
+"""λ batch_events: EventBridge "Batch Job State Change" -> what comes next.
+
+- infer SUCCEEDED: queue a review (suspicious labels of the new predictions);
+- train SUCCEEDED with a newly promoted model: re-infer the whole catalog with it (once per
+  model version, however often the event is delivered);
+- FAILED: recorded with its reason under `jobs/failed/` in the artifacts bucket (the alarm on
+  failed jobs tells people).
+Events of array-job children are ignored: the parent's event speaks for the job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from shared.backends import Ports, build_ports
+from shared.env import Settings
+from shared.inference import catalog_entries, current_model_version, submit_inference
+from shared.keys import model_prefix
+from shared.messages import BatchJobStateChange
+
+logger = logging.getLogger(__name__)
+
+FAILED_PREFIX = "jobs/failed/"
+REINFER_MARKER = "reinfer.json"
+
+
+def job_kind(event: BatchJobStateChange) -> str | None:
+    """'infer' or 'train', from the container command (`python -m batch_jobs.<kind>`)."""
+    for part in event.detail.container.get("command", []):
+        if part.startswith("batch_jobs."):
+            return part.removeprefix("batch_jobs.")
+    name = event.detail.job_name
+    return next((k for k in ("infer", "train") if name.startswith(k)), None)
+
+
+def on_job_state_change(ports: Ports, event: BatchJobStateChange) -> str:
+    """Act on one job's end. Returns what was done, for logs and tests."""
+    detail = event.detail
+    if detail.array_properties and "index" in detail.array_properties:
+        return "ignored: array child"
+    kind = job_kind(event)
+    if detail.status == "FAILED":
+        record = {
+            "job_id": detail.job_id,
+            "job_name": detail.job_name,
+            "kind": kind,
+            "reason": detail.status_reason,
+            "exit_code": detail.container.get("exitCode"),
+        }
+        ports.artifacts.put(
+            f"{FAILED_PREFIX}{detail.job_id}.json",
+            json.dumps(record).encode(),
+            content_type="application/json",
+        )
+        logger.error("job %s (%s) failed: %s", detail.job_name, kind, detail.status_reason)
+        return "failure recorded"
+    if detail.status != "SUCCEEDED":
+        return f"ignored: {detail.status}"
+    version = current_model_version(ports)
+    if kind == "infer":
+        if ports.review_queue is None:
+            return "no review queue configured"
+        ports.review_queue.send(json.dumps({"model_version": version, "job_id": detail.job_id}))
+        return "review queued"
+    if kind == "train" and version is not None:
+        marker = model_prefix("facets", version) + REINFER_MARKER
+        if ports.artifacts.exists(marker):
+            return "catalog already re-inferred for this model"
+        entries = catalog_entries(ports)
+        if not entries:
+            return "nothing to re-infer"
+        job_id = submit_inference(ports, entries)
+        ports.artifacts.put(
+            marker, json.dumps({"job_id": job_id}).encode(), content_type="application/json"
+        )
+        return f"re-inference submitted ({len(entries)} images)"
+    return "ignored"
+
+
+_ports: Ports | None = None
+
+
+def handler(event: dict, context: object) -> dict:
+    global _ports  # built once per Lambda container, on first use
+    if _ports is None:
+        _ports = build_ports(Settings.from_env())
+    return {"result": on_job_state_change(_ports, BatchJobStateChange.model_validate(event))}

@@ -1,0 +1,36 @@
+"""λ collect: answers arrived (MTurk notifications or A2I events on the answers queue) or the
+fallback schedule fired -> fetch answers of open tasks, aggregate, update labels, retrain when
+enough changed. The messages are only triggers: one collect pass serves the whole batch, and a
+pass is idempotent, so redelivery is harmless."""
+
+from __future__ import annotations
+
+import logging
+
+from shared.backends import Ports, build_ports, build_workforce
+from shared.env import Settings
+from shared.messages import SqsEvent
+from shared.relabel import collect
+from shared.workforce.base import Workforce
+
+logger = logging.getLogger(__name__)
+
+
+def handle_event(event: dict, ports: Ports, workforce: Workforce) -> dict:
+    summary = collect(ports, workforce)
+    logger.info("collect: %s", summary.to_json())
+    if "Records" in event:  # from SQS: a failed pass raises, so the batch is redelivered
+        SqsEvent.model_validate(event)
+        return {"batchItemFailures": []}
+    return summary.to_json()
+
+
+_wired: tuple[Ports, Workforce] | None = None
+
+
+def handler(event: dict, context: object) -> dict:
+    global _wired  # built once per Lambda container, on first use
+    if _wired is None:
+        ports = build_ports(Settings.from_env())
+        _wired = (ports, build_workforce(ports.settings, ports))
+    return handle_event(event, *_wired)

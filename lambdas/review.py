@@ -1,0 +1,67 @@
+"""λ review: a "review now" message (after inference) -> suspicious labels -> relabel tasks
+published through the configured workforce, within its budget. Idempotent: a task exists once
+per (image, facet, label version), so a redelivered message publishes nothing twice."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from pydantic import BaseModel, ValidationError
+
+from shared.backends import Ports, build_ports, build_workforce
+from shared.env import Settings
+from shared.errors import DressvisionError
+from shared.inference import current_model_version
+from shared.messages import SqsEvent
+from shared.relabel import find_suspicious, publish_tasks
+from shared.workforce.base import Workforce
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LIMIT = 200  # tasks per review: people's time is the scarce resource
+
+
+class ReviewRequest(BaseModel):
+    model_version: str | None = None
+    facet: str | None = None
+    limit: int = DEFAULT_LIMIT
+
+
+def review(ports: Ports, workforce: Workforce, request: ReviewRequest) -> dict:
+    version = request.model_version or current_model_version(ports)
+    if version is None:
+        return {"published": 0, "reason": "no model yet"}
+    suspects = find_suspicious(ports, version, facet=request.facet, limit=request.limit)
+    summary = publish_tasks(
+        ports, workforce, suspects, max_assignments=ports.settings.max_assignments
+    )
+    logger.info("review of %s: %d suspicious, %s", version, len(suspects), summary)
+    return {
+        "suspicious": len(suspects),
+        "created": summary.created,
+        "published": summary.published,
+        "budget_exhausted": summary.budget_exhausted,
+    }
+
+
+def handle_sqs_batch(event: dict, ports: Ports, workforce: Workforce) -> dict:
+    failures = []
+    for message in SqsEvent.model_validate(event).records:
+        try:
+            review(ports, workforce, ReviewRequest.model_validate(json.loads(message.body)))
+        except (ValidationError, ValueError, DressvisionError) as exc:
+            logger.error("review message %s failed: %s", message.message_id, exc)
+            failures.append({"itemIdentifier": message.message_id})
+    return {"batchItemFailures": failures}
+
+
+_wired: tuple[Ports, Workforce] | None = None
+
+
+def handler(event: dict, context: object) -> dict:
+    global _wired  # built once per Lambda container, on first use
+    if _wired is None:
+        ports = build_ports(Settings.from_env())
+        _wired = (ports, build_workforce(ports.settings, ports))
+    return handle_sqs_batch(event, *_wired)

@@ -1,0 +1,180 @@
+"""The relabel loop on one machine: `review`, `collect`, `tasks list`, `answer`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+
+from local.runtime import LocalRuntime
+from shared.backends import build_workforce
+from shared.env import WORKFORCES
+from shared.errors import ConfigurationError
+from shared.inference import current_model_version
+from shared.relabel import answer_as_staff, collect, find_suspicious, publish_tasks
+
+
+def _workforce_options(parser) -> None:
+    parser.add_argument(
+        "--workforce",
+        choices=WORKFORCES,
+        default=None,
+        help="who answers: internal (staff, `dressvision answer`), simulated, mturk (sandbox "
+        "unless DRESSVISION_MTURK_PRODUCTION=true; MTurk closed on 2026-09-30), a2i "
+        "(default: $DRESSVISION_WORKFORCE, else internal)",
+    )
+    parser.add_argument(
+        "--truth",
+        metavar="CSV",
+        help="simulated workers answer from this labels_true.csv (synth-catalog writes it)",
+    )
+
+
+def register(commands) -> None:
+    review = commands.add_parser(
+        "review",
+        help="rank suspicious labels (and publish relabel tasks)",
+        description=(
+            "Rank the catalog labels the current model confidently disagrees with (confident "
+            "learning on out-of-sample predictions), most confident first. With --publish, "
+            "send each one to people as a relabel task."
+        ),
+    )
+    review.add_argument("--limit", type=int, default=None, help="at most N labels")
+    review.add_argument("--facet", default=None, help="only this facet")
+    review.add_argument("--version", default=None, help="model version (default: current)")
+    review.add_argument("--publish", action="store_true", help="publish relabel tasks")
+    review.add_argument(
+        "--json",
+        action="store_true",
+        help='print [{"image_id", "facet", "label", "suggested", "confidence"}]',
+    )
+    _workforce_options(review)
+    review.set_defaults(func=run_review)
+
+    collect_parser = commands.add_parser(
+        "collect",
+        help="collect answers, update labels, retrain when enough changed",
+        description=(
+            "Fetch the answers of open tasks, aggregate them with Dawid-Skene (worker "
+            "reliability across tasks), update decided labels, ask for more answers or escalate "
+            "to staff, and submit training once enough labels changed."
+        ),
+    )
+    collect_parser.add_argument("--json", action="store_true", help="print a JSON summary")
+    _workforce_options(collect_parser)
+    collect_parser.set_defaults(func=run_collect)
+
+    tasks = commands.add_parser("tasks", help="relabel tasks")
+    actions = tasks.add_subparsers(dest="tasks_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="list relabel tasks")
+    listing.add_argument(
+        "--status", choices=("open", "decided", "escalated", "conflict", "closed"), default=None
+    )
+    listing.add_argument("--json", action="store_true", help="print the tasks as JSON")
+    listing.set_defaults(func=run_tasks_list)
+
+    answer = commands.add_parser(
+        "answer",
+        help="answer a relabel task as staff",
+        description="A staff answer decides an open or escalated task and sets the label.",
+    )
+    answer.add_argument("task_id", metavar="TASK_ID")
+    answer.add_argument("label", metavar="LABEL")
+    answer.add_argument("--who", default="staff", help="who answers (kept in the label event)")
+    answer.set_defaults(func=run_answer)
+
+
+def _runtime_and_workforce(args):
+    runtime = LocalRuntime.open(args.home)
+    settings = runtime.settings
+    if args.workforce:
+        settings = replace(settings, workforce=args.workforce)
+    if args.truth:
+        settings = replace(settings, simulated_truth=str(args.truth))
+    return runtime, build_workforce(settings, runtime.ports)
+
+
+def run_review(args) -> int:
+    runtime = LocalRuntime.open(args.home)
+    version = args.version or current_model_version(runtime.ports)
+    if version is None:
+        raise ConfigurationError("no facet model yet: run `dressvision train` first")
+    suspects = find_suspicious(runtime.ports, version, facet=args.facet, limit=args.limit)
+    if args.json and not args.publish:
+        print(json.dumps([s.to_json() for s in suspects]))
+        return 0
+    if not args.json:
+        for s in suspects:
+            print(
+                f"{s.image_id:<16} {s.facet:<10} {s.label:>14} -> {s.suggested:<14} "
+                f"confidence {s.confidence:.2f}"
+            )
+        print(f"{len(suspects)} suspicious labels (model {version})")
+    if args.publish:
+        _, workforce = _runtime_and_workforce(args)
+        summary = publish_tasks(
+            runtime.ports, workforce, suspects, max_assignments=runtime.settings.max_assignments
+        )
+        if args.json:
+            print(json.dumps([s.to_json() for s in suspects]))
+        else:
+            print(
+                f"published {summary.published} tasks to {workforce.name} "
+                f"({summary.skipped} already published)"
+                + ("; stopped at the budget cap" if summary.budget_exhausted else "")
+            )
+    return 0
+
+
+def run_collect(args) -> int:
+    runtime = LocalRuntime.open(args.home)
+    providers = {t.provider for t in runtime.ports.tasks.list("open")}
+    if args.workforce:
+        providers = {args.workforce}
+    totals: dict = {}
+    for provider in sorted(providers):
+        args.workforce = provider
+        _, workforce = _runtime_and_workforce(args)
+        for key, value in collect(runtime.ports, workforce).to_json().items():
+            if isinstance(value, int):
+                totals[key] = totals.get(key, 0) + value
+            elif value is not None:
+                totals[key] = value
+    runtime.wait_for_jobs()
+    if args.json:
+        print(json.dumps(totals))
+    elif not totals:
+        print("no open tasks")
+    else:
+        print(", ".join(f"{k} {v}" for k, v in totals.items()))
+    return 0
+
+
+def run_tasks_list(args) -> int:
+    runtime = LocalRuntime.open(args.home)
+    tasks = sorted(runtime.ports.tasks.list(args.status), key=lambda t: t.created_at)
+    if args.json:
+        print(json.dumps([json.loads(t.model_dump_json()) for t in tasks]))
+        return 0
+    for t in tasks:
+        votes = ",".join(v.label for v in t.votes) or "-"
+        print(
+            f"{t.task_id:<34} {t.status:<9} {t.provider:<9} {t.current_label or '-':>14} -> "
+            f"{t.suggested:<14} votes {votes}  outcome {t.outcome or '-'}"
+        )
+    print(f"{len(tasks)} tasks", file=sys.stderr)
+    return 0
+
+
+def run_answer(args) -> int:
+    runtime = LocalRuntime.open(args.home)
+    result = answer_as_staff(runtime.ports, args.task_id, args.label, who=args.who)
+    print(
+        {
+            "changed": "label updated",
+            "confirmed": "label confirmed",
+            "conflict": "the label changed since the task was published; it was kept",
+        }[result]
+    )
+    return 0

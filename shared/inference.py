@@ -1,0 +1,58 @@
+"""Asking for predictions: the current model's version, manifests and the infer job."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from datetime import UTC, datetime
+
+from shared.backends import Ports
+from shared.errors import NotFoundError
+from shared.keys import current_model_key, manifest_key
+from shared.messages import JobRequest, ManifestEntry
+from shared.records import ImageStatus
+
+logger = logging.getLogger(__name__)
+
+
+def current_model_version(ports: Ports, kind: str = "facets") -> str | None:
+    """The promoted model's version, or None before any model was promoted."""
+    try:
+        pointer = json.loads(ports.artifacts.get(current_model_key(kind)).body)
+    except NotFoundError:
+        return None
+    return pointer.get("version")
+
+
+def submit_inference(ports: Ports, entries: list[ManifestEntry]) -> str:
+    """Write a manifest and submit the infer job (an array job over shards). Returns job id.
+
+    The manifest id ends with a hash of its lines, so a redelivered batch rewrites the same
+    manifest rather than a new one.
+    """
+    lines = "\n".join(e.model_dump_json() for e in entries) + "\n"
+    digest = hashlib.sha256(lines.encode()).hexdigest()[:12]
+    manifest_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{digest}"
+    key = manifest_key(manifest_id)
+    ports.artifacts.put(key, lines.encode(), content_type="application/x-ndjson")
+    shards = math.ceil(len(entries) / ports.settings.infer_shard_size)
+    request = JobRequest(
+        name="infer",
+        args=["--manifest", key],
+        array_size=shards if shards > 1 else None,
+        job_name=f"infer-{manifest_id}",
+    )
+    job_id = ports.jobs.submit(request)
+    logger.info("submitted infer job %s for %d images (%s)", job_id, len(entries), key)
+    return job_id
+
+
+def catalog_entries(ports: Ports) -> list[ManifestEntry]:
+    """Every usable image of the catalog, for a full re-inference."""
+    return [
+        ManifestEntry(image_id=r.image_id, bucket=ports.catalog.name, key=r.object_key)
+        for r in sorted(ports.labels.scan(), key=lambda r: r.image_id)
+        if r.status == ImageStatus.OK
+    ]

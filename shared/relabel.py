@@ -1,0 +1,413 @@
+"""Humans in the loop: suspicious labels -> relabel tasks -> votes -> label updates -> retrain.
+
+Plain functions over the ports, shared by the review and collect Lambdas and the CLI.
+
+- `find_suspicious`: confident-learning ranking (shared/suspicious.py) of the catalog labels the
+  model confidently disagrees with. It needs OUT-OF-SAMPLE probabilities: a test image's come
+  from the model itself (it never trained on the test split); a train image's from the
+  cross-validated predictions the training job stores under `oof_version(version)` (each from
+  the fold model that did not see that image's product). Images without them are skipped.
+  Only catalog labels are reviewed: a label that staff or the crowd already set was decided by
+  people.
+- `publish_tasks`: one task per (image, facet, label version), so a re-run publishes nothing
+  twice; stops at the workforce's budget.
+- `collect`: fetch answers, aggregate every facet's votes with Dawid-Skene (worker reliability
+  estimated across all tasks), then decide each open task: update the label (optimistic
+  locking, a label event with the votes), ask for more answers, or escalate to staff. A label
+  that changed after the task was published is never overwritten: the conflict is recorded.
+- `maybe_retrain`: submit training once enough labels changed since the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from shared.aggregation import AggregationConfig, Outcome, dawid_skene, decide
+from shared.backends import Ports
+from shared.errors import BudgetExceededError, ConflictError, NotFoundError
+from shared.keys import SNAPSHOT_PREFIX
+from shared.messages import JobRequest
+from shared.records import ImageStatus, LabelRecord, LabelSource
+from shared.suspicious import rank_suspicious
+from shared.tasks import RelabelTask, Vote
+from shared.workforce.base import Workforce
+
+logger = logging.getLogger(__name__)
+
+OOF_SUFFIX = "+oof"
+TRAIN_REQUEST_KEY = "loop/train-requested.json"
+UPDATE_ATTEMPTS = 5
+
+
+def oof_version(model_version: str) -> str:
+    """The PredictionStore version under which out-of-fold predictions of a model are kept."""
+    return f"{model_version}{OOF_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class SuspiciousLabel:
+    image_id: str
+    facet: str
+    label: str
+    suggested: str
+    confidence: float  # the model's probability of `suggested`
+    margin: float  # p(suggested) - p(label): the ranking key
+
+    def to_json(self) -> dict:
+        return {
+            "image_id": self.image_id,
+            "facet": self.facet,
+            "label": self.label,
+            "suggested": self.suggested,
+            "confidence": round(self.confidence, 4),
+        }
+
+
+def _out_of_sample_probs(ports: Ports, model_version: str) -> dict[str, dict[str, list[float]]]:
+    """image id -> facet -> probability vector, from predictions no model trained on."""
+    test = {p.image_id: p for p in ports.predictions.for_model(model_version)}
+    oof = {p.image_id: p for p in ports.predictions.for_model(oof_version(model_version))}
+    probs: dict[str, dict[str, list[float]]] = {}
+    for record in ports.labels.scan():
+        source = test if record.split == "test" else oof
+        prediction = source.get(record.image_id)
+        if prediction is not None:
+            probs[record.image_id] = {f: p.probs for f, p in prediction.facets.items()}
+    return probs
+
+
+def find_suspicious(
+    ports: Ports, model_version: str, *, facet: str | None = None, limit: int | None = None
+) -> list[SuspiciousLabel]:
+    """Labels the model confidently disagrees with, most confident first."""
+    taxonomy = ports.taxonomy
+    facets = [facet] if facet else list(taxonomy.facet_names)
+    for name in facets:
+        taxonomy.labels(name)  # an unknown facet is an error naming the known ones
+    probs = _out_of_sample_probs(ports, model_version)
+    records = {r.image_id: r for r in ports.labels.scan() if r.status == ImageStatus.OK}
+    open_pairs = {(t.image_id, t.facet) for t in ports.tasks.list("open")}
+    suspects: list[SuspiciousLabel] = []
+    for name in facets:
+        labels = taxonomy.labels(name)
+        rows = [
+            (image_id, record.facets[name], probs[image_id][name])
+            for image_id, record in sorted(records.items())
+            if record.facets.get(name) is not None
+            and record.sources.get(name, LabelSource.CATALOG) == LabelSource.CATALOG
+            and name in probs.get(image_id, {})
+            and len(probs[image_id][name]) == len(labels)
+        ]
+        if not rows:
+            continue
+        given = np.array([taxonomy.index(name, label) for _, label, _ in rows])
+        matrix = np.array([p for _, _, p in rows], dtype=np.float64)
+        ids = [image_id for image_id, _, _ in rows]
+        for s in rank_suspicious(given, matrix, ids=ids):
+            if (s.item_id, name) in open_pairs:
+                continue
+            suspects.append(
+                SuspiciousLabel(
+                    image_id=str(s.item_id),
+                    facet=name,
+                    label=labels[s.given],
+                    suggested=labels[s.suggested],
+                    confidence=float(s.confidence),
+                    margin=float(s.margin),
+                )
+            )
+    suspects.sort(key=lambda s: (-s.margin, s.image_id, s.facet))
+    return suspects[:limit] if limit is not None else suspects
+
+
+def image_url(ports: Ports, workforce: Workforce, record: LabelRecord) -> str:
+    """Where workers' browsers fetch the photo: A2I signs s3:// URIs itself, others get a
+    presigned URL (a file:// URL locally)."""
+    if workforce.name == "a2i":
+        return f"s3://{ports.catalog.name}/{record.object_key}"
+    return ports.catalog.url(record.object_key, expires_s=7 * 24 * 3600)
+
+
+@dataclass
+class PublishSummary:
+    created: int = 0  # tasks stored (each one published)
+    published: int = 0
+    skipped: int = 0  # already published (a re-run)
+    budget_exhausted: bool = False
+    task_ids: list[str] = field(default_factory=list)
+
+
+def publish_tasks(
+    ports: Ports, workforce: Workforce, suspects: list[SuspiciousLabel], *, max_assignments: int
+) -> PublishSummary:
+    """Create and publish one task per suspicious label; idempotent, stops at the budget."""
+    summary = PublishSummary()
+    for suspect in suspects:
+        record = ports.labels.get(suspect.image_id)
+        if record is None or record.facets.get(suspect.facet) != suspect.label:
+            continue  # the label changed since the ranking: nothing to ask
+        task = RelabelTask.new(
+            image_id=record.image_id,
+            facet=suspect.facet,
+            round=record.version,
+            allowed=ports.taxonomy.labels(suspect.facet),
+            current_label=suspect.label,
+            label_version=record.version,
+            suggested=suspect.suggested,
+            confidence=suspect.confidence,
+            provider=workforce.name,  # type: ignore[arg-type]
+            max_assignments=max_assignments,
+        )
+        if ports.tasks.get(task.task_id) is not None:
+            summary.skipped += 1
+            continue
+        # Publish first, then store: the providers make publishing idempotent (MTurk's
+        # UniqueRequestToken and A2I's loop name derive from the task id), so a crash between
+        # the two steps republishes harmlessly, and a task in the store was surely published.
+        try:
+            external_id = workforce.publish(task, image_url(ports, workforce, record))
+        except BudgetExceededError as exc:
+            logger.warning("stopped publishing: %s", exc)
+            summary.budget_exhausted = True
+            break
+        if ports.tasks.create(task.model_copy(update={"external_id": external_id})):
+            summary.created += 1
+        summary.published += 1
+        summary.task_ids.append(task.task_id)
+    return summary
+
+
+@dataclass
+class CollectSummary:
+    decided: int = 0
+    changed: int = 0  # decided with a label other than the current one
+    confirmed: int = 0  # decided with the current label
+    asked_more: int = 0
+    escalated: int = 0
+    conflicts: int = 0
+    waiting: int = 0
+    votes: int = 0
+    train_job: str | None = None
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _refresh_votes(ports: Ports, workforce: Workforce, task: RelabelTask) -> RelabelTask:
+    votes = tuple(workforce.fetch_votes(task))
+    known = {v.assignment_id for v in task.votes}
+    if all(v.assignment_id in known for v in votes) and len(votes) == len(task.votes):
+        return task
+    merged = {v.assignment_id: v for v in (*task.votes, *votes)}
+    return ports.tasks.update(
+        task.model_copy(update={"votes": tuple(merged.values())}), task.version
+    )
+
+
+def _vote_triples(tasks: list[RelabelTask], ports: Ports) -> dict[str, list[tuple]]:
+    """facet -> [(task_id, worker_id, label index)], one vote per worker and task (the latest:
+    a worker who answered twice through a redelivery counts once)."""
+    per_facet: dict[str, dict[tuple[str, str], tuple]] = defaultdict(dict)
+    for task in tasks:
+        for vote in sorted(task.votes, key=lambda v: v.at):
+            index = ports.taxonomy.index(task.facet, vote.label)
+            per_facet[task.facet][(task.task_id, vote.worker_id)] = (
+                task.task_id,
+                vote.worker_id,
+                index,
+            )
+    return {facet: list(votes.values()) for facet, votes in per_facet.items()}
+
+
+def _apply_outcome(
+    ports: Ports,
+    task: RelabelTask,
+    label: str,
+    evidence: dict,
+    source: LabelSource = LabelSource.CROWD,
+) -> str:
+    """Set the label unless people changed it since the task was published.
+    Returns "changed", "confirmed" or "conflict"."""
+    for _ in range(UPDATE_ATTEMPTS):
+        record = ports.labels.get(task.image_id)
+        if record is None:
+            raise NotFoundError(f"image {task.image_id} of task {task.task_id} is gone")
+        current = record.facets.get(task.facet)
+        if current != task.current_label:
+            logger.warning(
+                "task %s: %s changed from %s to %s since publishing; keeping it",
+                task.task_id,
+                task.facet,
+                task.current_label,
+                current,
+            )
+            return "conflict"
+        try:
+            ports.labels.update_label(
+                task.image_id,
+                task.facet,
+                label,
+                source=source,
+                expected_version=record.version,
+                evidence=evidence,
+            )
+        except ConflictError:
+            continue  # another facet of the image moved on: re-read, check again
+        return "changed" if label != current else "confirmed"
+    raise ConflictError(f"task {task.task_id}: the label kept changing; collect again later")
+
+
+def collect(
+    ports: Ports, workforce: Workforce, *, config: AggregationConfig | None = None
+) -> CollectSummary:
+    """Fetch answers of the open tasks this workforce published, aggregate, decide, update
+    labels; then maybe retrain."""
+    config = config or AggregationConfig(max_assignments=max(9, ports.settings.max_assignments))
+    summary = CollectSummary()
+    open_tasks = [
+        _refresh_votes(ports, workforce, t)
+        for t in ports.tasks.list("open")
+        if t.provider == workforce.name
+    ]
+    # Reliability is estimated across every answered task of the facet, decided ones included.
+    answered = {t.task_id: t for t in ports.tasks.list() if t.votes}
+    answered.update({t.task_id: t for t in open_tasks if t.votes})
+    results = {}
+    for facet, votes in _vote_triples(list(answered.values()), ports).items():
+        k = len(ports.taxonomy.labels(facet))
+        results.update(dawid_skene(votes, k, config=config).tasks)
+
+    for task in open_tasks:
+        summary.votes += len(task.votes)
+        record = ports.labels.get(task.image_id)
+        if record is None or record.facets.get(task.facet) != task.current_label:
+            # People changed the label since publishing: theirs stands; stop paying for answers.
+            workforce.finish(task)
+            ports.tasks.update(task.model_copy(update={"status": "conflict"}), task.version)
+            summary.conflicts += 1
+            continue
+        if not task.votes:
+            summary.waiting += 1
+            continue
+        labels = ports.taxonomy.labels(task.facet)
+        posterior = results[task.task_id].posterior
+        votes = [ports.taxonomy.index(task.facet, v.label) for v in task.votes]
+        decision = decide(posterior, votes, assigned=task.max_assignments, config=config)
+        if decision.outcome == Outcome.DECIDED:
+            label = labels[decision.label]
+            evidence = {
+                "task_id": task.task_id,
+                "provider": task.provider,
+                "posterior": round(decision.confidence, 4),
+                "votes": [{"worker": v.worker_id, "label": v.label} for v in task.votes],
+            }
+            result = _apply_outcome(ports, task, label, evidence)
+            workforce.finish(task)
+            status = "conflict" if result == "conflict" else "decided"
+            ports.tasks.update(
+                task.model_copy(
+                    update={
+                        "status": status,
+                        "outcome": label,
+                        "outcome_posterior": decision.confidence,
+                    }
+                ),
+                task.version,
+            )
+            summary.decided += result != "conflict"
+            summary.conflicts += result == "conflict"
+            summary.changed += result == "changed"
+            summary.confirmed += result == "confirmed"
+        elif decision.outcome == Outcome.ASK_MORE:
+            workforce.request_more(task, decision.ask)
+            ports.tasks.update(
+                task.model_copy(update={"max_assignments": task.max_assignments + decision.ask}),
+                task.version,
+            )
+            summary.asked_more += 1
+        elif decision.outcome == Outcome.ESCALATE:
+            workforce.finish(task)
+            ports.tasks.update(task.model_copy(update={"status": "escalated"}), task.version)
+            summary.escalated += 1
+        else:
+            summary.waiting += 1
+    summary.train_job = maybe_retrain(ports)
+    return summary
+
+
+def answer_as_staff(ports: Ports, task_id: str, label: str, *, who: str = "staff") -> str:
+    """A staff member's answer decides the task (staff are the reference). Returns the result:
+    "changed", "confirmed" or "conflict"."""
+    task = ports.tasks.get(task_id)
+    if task is None:
+        raise NotFoundError(f"no task {task_id!r}; see `dressvision tasks list`")
+    if task.status not in ("open", "escalated"):
+        raise ConflictError(f"task {task_id} is {task.status}; only open or escalated tasks")
+    label = ports.taxonomy.validate(task.facet, label) or ""
+    vote = Vote(worker_id=who, label=label, assignment_id=f"staff-{len(task.votes) + 1}")
+    evidence = {
+        "task_id": task_id,
+        "provider": "staff",
+        "who": who,
+        "votes": [{"worker": v.worker_id, "label": v.label} for v in task.votes],
+    }
+    result = _apply_outcome(ports, task, label, evidence, source=LabelSource.STAFF)
+    ports.tasks.update(
+        task.model_copy(
+            update={
+                "votes": (*task.votes, vote),
+                "status": "conflict" if result == "conflict" else "decided",
+                "outcome": label,
+                "outcome_posterior": 1.0,
+            }
+        ),
+        task.version,
+    )
+    return result
+
+
+def _last_training_start(ports: Ports) -> datetime | None:
+    """The newest labels snapshot (every training starts with one) or training request."""
+    stamps = []
+    for key in ports.artifacts.list(SNAPSHOT_PREFIX):
+        name = key[len(SNAPSHOT_PREFIX) :].split(".")[0][:16]
+        try:
+            stamps.append(datetime.strptime(name, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC))
+        except ValueError:
+            continue
+    try:
+        request = json.loads(ports.artifacts.get(TRAIN_REQUEST_KEY).body)
+        stamps.append(datetime.fromisoformat(request["at"]))
+    except NotFoundError:
+        pass
+    return max(stamps) if stamps else None
+
+
+def changes_since_last_training(ports: Ports) -> int:
+    since = _last_training_start(ports)
+    return sum(
+        1
+        for t in ports.tasks.list("decided")
+        if t.outcome != t.current_label and (since is None or t.updated_at > since)
+    )
+
+
+def maybe_retrain(ports: Ports) -> str | None:
+    """Submit the training job when at least `retrain_threshold` labels changed since the last
+    training (or training request). Returns the job id, or None."""
+    changed = changes_since_last_training(ports)
+    if changed < ports.settings.retrain_threshold:
+        return None
+    job_id = ports.jobs.submit(JobRequest(name="train", args=[]))
+    record = {"at": datetime.now(UTC).isoformat(), "job_id": job_id, "changed": changed}
+    ports.artifacts.put(
+        TRAIN_REQUEST_KEY, json.dumps(record).encode(), content_type="application/json"
+    )
+    logger.info("%d labels changed since the last training: submitted %s", changed, job_id)
+    return job_id
