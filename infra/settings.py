@@ -17,9 +17,15 @@ from typing import Any, Literal
 CONTEXT_PREFIX = "dressvision:"
 Workforce = Literal["mturk", "a2i", "internal"]
 WORKFORCES: tuple[str, ...] = ("mturk", "a2i", "internal")
+MAX_ASSIGNMENTS_PER_HIT = 9  # shared/workforce/mturk.py: from 10 answers MTurk's fee doubles
 
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")  # part of bucket names: short, lower case
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# What StartHumanLoop accepts (its FlowDefinitionArn pattern), with the parts named.
+_FLOW_DEFINITION_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):sagemaker:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):"
+    r"flow-definition/(?P<name>[a-z0-9](-*[a-z0-9]){0,62})$"
+)
 _GPU_FAMILIES = ("g4dn", "g5", "g5g", "g6", "g6e", "gr6", "p3", "p4d", "p4de", "p5", "p5e")
 
 
@@ -45,10 +51,15 @@ class StageSettings:
     ingest_batch_size: int = 50
     ingest_max_batching_seconds: int = 20
     ingest_max_concurrency: int = 10  # caps DynamoDB writes and Batch submissions per second
-    # Humans in the loop and retraining: read by the review/collect Lambdas (a later issue).
+    # Humans in the loop and retraining: the review and collect Lambdas.
     workforce: Workforce = "internal"
-    budget_cap_usd: float = 50.0
+    budget_cap_usd: float = 50.0  # MTurk rewards + fees of all published HITs
     retrain_threshold: int = 100  # changed labels before a retrain is submitted
+    max_assignments: int = 3  # answers asked per relabel task when it is published
+    mturk_production: bool = False  # False: the MTurk sandbox (no money); True: real workers
+    # The A2I flow definition (created outside this stack, same account and region), for a2i.
+    a2i_flow_definition_arn: str | None = None
+    collect_every_minutes: int = 15  # the fallback schedule of the collect pass
     # Where alarms go. None: the topic exists without subscribers (subscribe later by hand).
     alarm_email: str | None = None
 
@@ -77,11 +88,53 @@ class StageSettings:
             "ingestMaxConcurrency",
             "between 2 and 1000 (the SQS event source limit)",
         )
-        _check(self.workforce in WORKFORCES, "workforce", f"one of {', '.join(WORKFORCES)}")
+        self._check_workforce()
         _check(self.budget_cap_usd >= 0, "budgetCapUsd", "not negative")
         _check(self.retrain_threshold >= 1, "retrainThreshold", "at least 1")
+        _check(
+            1 <= self.max_assignments <= MAX_ASSIGNMENTS_PER_HIT,
+            "maxAssignments",
+            f"between 1 and {MAX_ASSIGNMENTS_PER_HIT} (MTurk's fee doubles from 10 answers)",
+        )
+        _check(
+            5 <= self.collect_every_minutes <= 360,
+            "collectEveryMinutes",
+            "between 5 and 360 (a scheduled pass expires after 6 hours at most)",
+        )
         if self.alarm_email is not None:
             _check(_EMAIL.match(self.alarm_email) is not None, "alarmEmail", "an e-mail address")
+
+    def _check_workforce(self) -> None:
+        if self.workforce == "simulated":
+            raise ValueError(
+                f"context {CONTEXT_PREFIX}workforce=simulated is for local benchmarks only (its "
+                "workers answer from a synthetic catalog's labels_true.csv); deploy with "
+                "internal, a2i or mturk"
+            )
+        _check(self.workforce in WORKFORCES, "workforce", f"one of {', '.join(WORKFORCES)}")
+        arn = self.a2i_flow_definition_arn
+        if arn is not None:
+            _check(
+                _FLOW_DEFINITION_ARN.match(arn) is not None,
+                "a2iFlowDefinitionArn",
+                "arn:aws:sagemaker:<region>:<account>:flow-definition/<name>",
+            )
+        _check(
+            self.workforce != "a2i" or arn is not None,
+            "a2iFlowDefinitionArn",
+            "set when workforce is a2i: the ARN of the flow definition whose human loops "
+            "answer the relabel tasks",
+        )
+
+    @property
+    def a2i_flow_definition(self) -> dict[str, str] | None:
+        """The parts of `a2i_flow_definition_arn` (partition, region, account, name)."""
+        if self.a2i_flow_definition_arn is None:
+            return None
+        match = _FLOW_DEFINITION_ARN.match(self.a2i_flow_definition_arn)
+        if match is None:  # unreachable: __post_init__ checked it
+            raise ValueError(f"not a flow definition ARN: {self.a2i_flow_definition_arn}")
+        return {k: match.group(k) for k in ("partition", "region", "account", "name")}
 
     @property
     def stack_name(self) -> str:

@@ -115,7 +115,7 @@ def build_workforce(settings: Settings, ports: Ports) -> Workforce:
             spent_usd=lambda: committed_spend(ports.tasks.list(), settings.mturk_reward_usd),
             hit_type=HitTypeSettings(reward_usd=settings.mturk_reward_usd),
             production=settings.mturk_production,
-            notification_queue_arn=settings.mturk_notification_queue_arn or None,
+            notification_queue_url=settings.mturk_notification_queue_url or None,
         )
     if name == "a2i":
         from shared.workforce.a2i import A2IWorkforce

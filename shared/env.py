@@ -45,7 +45,7 @@ MAX_ASSIGNMENTS = "DRESSVISION_MAX_ASSIGNMENTS"  # answers asked per task at pub
 MTURK_PRODUCTION = "DRESSVISION_MTURK_PRODUCTION"  # "true" for real money; sandbox otherwise
 MTURK_REWARD_USD = "DRESSVISION_MTURK_REWARD_USD"  # per assignment, before MTurk's fee
 MTURK_BUDGET_USD = "DRESSVISION_MTURK_BUDGET_USD"  # cap on rewards + fees of all published HITs
-MTURK_NOTIFICATION_QUEUE_ARN = "DRESSVISION_MTURK_NOTIFICATION_QUEUE_ARN"  # SQS for answers
+MTURK_NOTIFICATION_QUEUE_URL = "DRESSVISION_MTURK_NOTIFICATION_QUEUE_URL"  # SQS for answers
 A2I_FLOW_DEFINITION_ARN = "DRESSVISION_A2I_FLOW_DEFINITION_ARN"
 SIMULATED_SEED = "DRESSVISION_SIMULATED_SEED"  # simulated workers: same seed, same answers
 SIMULATED_TRUTH = "DRESSVISION_SIMULATED_TRUTH"  # labels_true.csv the simulated workers see
@@ -120,7 +120,7 @@ class Settings:
     mturk_production: bool = False
     mturk_reward_usd: Decimal = Decimal("0.05")
     mturk_budget_usd: Decimal = Decimal("10.00")
-    mturk_notification_queue_arn: str = ""
+    mturk_notification_queue_url: str = ""
     a2i_flow_definition_arn: str = ""
     simulated_seed: int = 0
     simulated_truth: str = ""
@@ -159,7 +159,7 @@ class Settings:
             mturk_production=_bool(env, MTURK_PRODUCTION),
             mturk_reward_usd=_decimal(env, MTURK_REWARD_USD, cls.mturk_reward_usd),
             mturk_budget_usd=_decimal(env, MTURK_BUDGET_USD, cls.mturk_budget_usd),
-            mturk_notification_queue_arn=env.get(MTURK_NOTIFICATION_QUEUE_ARN, ""),
+            mturk_notification_queue_url=env.get(MTURK_NOTIFICATION_QUEUE_URL, ""),
             a2i_flow_definition_arn=env.get(A2I_FLOW_DEFINITION_ARN, ""),
             simulated_seed=_int(env, SIMULATED_SEED, cls.simulated_seed),
             simulated_truth=env.get(SIMULATED_TRUTH, ""),
@@ -207,7 +207,7 @@ class Settings:
             MTURK_PRODUCTION: "true" if self.mturk_production else "false",
             MTURK_REWARD_USD: str(self.mturk_reward_usd),
             MTURK_BUDGET_USD: str(self.mturk_budget_usd),
-            MTURK_NOTIFICATION_QUEUE_ARN: self.mturk_notification_queue_arn,
+            MTURK_NOTIFICATION_QUEUE_URL: self.mturk_notification_queue_url,
             A2I_FLOW_DEFINITION_ARN: self.a2i_flow_definition_arn,
             SIMULATED_SEED: str(self.simulated_seed),
             SIMULATED_TRUTH: self.simulated_truth,

@@ -8,7 +8,6 @@ let them in, and their messages would be dropped silently.
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
-from aws_cdk import aws_batch as batch
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
@@ -61,22 +60,15 @@ class Alerts(Construct):
         alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
         alarm.add_ok_action(cw_actions.SnsAction(self.topic))
 
-    def notify_failed_jobs(self, construct_id: str, job_queue: batch.IJobQueue) -> events.Rule:
-        """Publish each FAILED job of `job_queue`. Children of an array job are left out (the
-        parent fails with them): one message per submitted job, not one per shard."""
+    def notify_failed_jobs(
+        self, construct_id: str, failed_jobs: events.EventPattern
+    ) -> events.Rule:
+        """Publish each job that `failed_jobs` matches (`GpuJobs.state_changes("FAILED")`)."""
         return events.Rule(
             self,
             construct_id,
             description="dressvision: a Batch job failed",
-            event_pattern=events.EventPattern(
-                source=["aws.batch"],
-                detail_type=["Batch Job State Change"],
-                detail={
-                    "status": ["FAILED"],
-                    "jobQueue": [job_queue.job_queue_arn],
-                    "arrayProperties": {"index": [{"exists": False}]},
-                },
-            ),
+            event_pattern=failed_jobs,
             targets=[
                 targets.SnsTopic(
                     self.topic,

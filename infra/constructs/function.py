@@ -31,6 +31,7 @@ class ProjectFunction(Construct):
         timeout: Duration,
         memory_size: int,
         description: str,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
@@ -57,6 +58,7 @@ class ProjectFunction(Construct):
             environment=dict(environment),
             timeout=timeout,
             memory_size=memory_size,
+            reserved_concurrent_executions=reserved_concurrency,
             role=self.role,
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,

@@ -19,6 +19,7 @@ from aws_cdk import aws_batch as batch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -160,6 +161,20 @@ class GpuJobs(Construct):
             "permissions; the image pulls themselves are limited to the asset repository.",
         )
         return container
+
+    def state_changes(self, *statuses: str) -> events.EventPattern:
+        """EventBridge's "Batch Job State Change" events of this queue's jobs reaching one of
+        `statuses`. Children of an array job are left out: the parent's event speaks for the
+        job (one event per submitted job, not one per shard)."""
+        return events.EventPattern(
+            source=["aws.batch"],
+            detail_type=["Batch Job State Change"],
+            detail={
+                "status": list(statuses),
+                "jobQueue": [self.job_queue.job_queue_arn],
+                "arrayProperties": {"index": [{"exists": False}]},
+            },
+        )
 
     def submission_environment(self) -> dict[str, str]:
         """What a submitter needs (`shared.env`): the queue and each job's definition name.

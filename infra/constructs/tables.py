@@ -1,4 +1,5 @@
-"""The DynamoDB tables: Labels, Predictions (with the `by_model` index) and Tasks.
+"""The DynamoDB tables: Labels, Predictions (with the `by_model` index) and Tasks (with the
+`by_status` and `by_external_id` indexes).
 
 Key names come from the adapter that reads and writes them (`shared/stores/dynamodb.py`), so the
 table and the code cannot disagree.
@@ -17,9 +18,13 @@ from shared.stores.dynamodb import (
     PREDICTIONS_PARTITION_KEY,
     PREDICTIONS_SORT_KEY,
 )
-
-# The Tasks adapter comes with the review loop (a later issue); its key is fixed here first.
-TASKS_PARTITION_KEY = "task_id"
+from shared.stores.tasks_dynamodb import (
+    TASKS_BY_EXTERNAL_ID_INDEX,
+    TASKS_BY_STATUS_INDEX,
+    TASKS_EXTERNAL_ID,
+    TASKS_PARTITION_KEY,
+    TASKS_STATUS,
+)
 
 
 class DataTables(Construct):
@@ -40,6 +45,18 @@ class DataTables(Construct):
             projection_type=ddb.ProjectionType.ALL,
         )
         self.tasks = _table(self, "Tasks", TASKS_PARTITION_KEY, None)
+        # Open tasks without a scan (review and collect list them on every pass).
+        self.tasks.add_global_secondary_index(
+            index_name=TASKS_BY_STATUS_INDEX,
+            partition_key=_string(TASKS_STATUS),
+            projection_type=ddb.ProjectionType.ALL,
+        )
+        # The task of an MTurk HIT or A2I loop; keys only: the adapter re-reads the task itself.
+        self.tasks.add_global_secondary_index(
+            index_name=TASKS_BY_EXTERNAL_ID_INDEX,
+            partition_key=_string(TASKS_EXTERNAL_ID),
+            projection_type=ddb.ProjectionType.KEYS_ONLY,
+        )
 
 
 def _string(name: str) -> ddb.Attribute:

@@ -1,16 +1,7 @@
-"""The whole deployment in one stack: storage, the ingest pipeline, GPU jobs, alerts.
+"""The whole deployment in one stack: storage, the ingest pipeline, GPU jobs, the relabel
+loop, alerts.
 
 Constructs own their resources; this class decides what talks to what and grants exactly that.
-
-Adding the Lambdas of the review loop (a later issue) follows `_ingest`:
-- `batch_events`: `ProjectFunction(handler="lambdas.batch_events.handler")` as a second target
-  of an `events.Rule` on "Batch Job State Change" for `self.jobs.job_queue` (SUCCEEDED and
-  FAILED), writing to a `QueueWithDeadLetter` "Review" queue (`queue.grant_send_messages`).
-- `review`: an `SqsEventSource` on the review queue; `RoleGrants(role).table(self.tables.tasks,
-  write=True)`, reads of labels/predictions, the workforce's API (MTurk or A2I) by action.
-- `collect`: an answers `QueueWithDeadLetter` (the MTurk notification queue), its event source,
-  and `self.jobs.grant_submit(role, "train")` to start a retrain after
-  `settings.retrain_threshold` changed labels. Every new DLQ gets `alerts.alarm_on_dead_letters`.
 """
 
 from __future__ import annotations
@@ -27,10 +18,12 @@ from infra.constructs.function import ProjectFunction
 from infra.constructs.gpu_jobs import GpuJobs
 from infra.constructs.lambda_package import LambdaPackage
 from infra.constructs.network import JobNetwork
-from infra.constructs.queue import QueueWithDeadLetter
+from infra.constructs.queue import QueueWithDeadLetter, visibility_timeout
+from infra.constructs.review_loop import ReviewLoop
 from infra.constructs.tables import DataTables
 from infra.grants import RoleGrants
 from infra.settings import StageSettings
+from lambdas.batch_events import FAILED_PREFIX, REINFER_MARKER
 from shared import env
 from shared.keys import (
     CATALOG_PREFIX,
@@ -39,17 +32,17 @@ from shared.keys import (
     MODELS_PREFIX,
     SNAPSHOT_PREFIX,
 )
+from shared.relabel import TRAIN_REQUEST_KEY
 
 INGEST_TIMEOUT = Duration.minutes(3)  # a batch of 50 photos: HEAD + GET + decode check each
 INGEST_MEMORY_MB = 1024  # decoding a 50-megapixel photo takes ~150 MB; 1 GB also buys CPU
 # Training checkpoints (batch_jobs/facets/checkpoint.py CHECKPOINT_PREFIX lives under it).
 CHECKPOINTS_PREFIX = "checkpoints/"
-
-
-def visibility_timeout(function_timeout: Duration, batching_window: Duration) -> Duration:
-    """AWS guidance for an SQS event source: at least six times the function's timeout, plus
-    the batching window, so a message is never visible again while a retry may still run."""
-    return Duration.seconds(6 * function_timeout.to_seconds() + batching_window.to_seconds())
+# Where the A2I flow definition writes its loops' output (its S3OutputPath must be
+# s3://<ArtifactsBucket>/a2i/): collect reads the answers there.
+A2I_OUTPUT_PREFIX = "a2i/"
+# models/facets/<version>/reinfer.json: batch_events' once-per-model re-inference marker.
+REINFER_MARKERS = f"{MODELS_PREFIX}*/{REINFER_MARKER}"
 
 
 class DressvisionStack(Stack):
@@ -69,8 +62,10 @@ class DressvisionStack(Stack):
         self.jobs = self._gpu_jobs()
         self.package = LambdaPackage(self, "LambdaPackage")
         self.ingest_queue, self.ingest = self._ingest()
+        self.loop = self._review_loop()
         self._grant_jobs()
-        self.alerts.notify_failed_jobs("FailedJobs", self.jobs.job_queue)
+        self._grant_review_loop()
+        self.alerts.notify_failed_jobs("FailedJobs", self.jobs.state_changes("FAILED"))
         self._outputs()
 
     def data_environment(self) -> dict[str, str]:
@@ -84,6 +79,20 @@ class DressvisionStack(Stack):
             env.TASKS_TABLE: self.tables.tasks.table_name,
             env.INFER_SHARD_SIZE: str(self.settings.infer_shard_size),
         }
+
+    def workforce_environment(self) -> dict[str, str]:
+        """What `review` and `collect` need to build the stage's workforce."""
+        s = self.settings
+        variables = {
+            env.WORKFORCE: s.workforce,
+            env.MAX_ASSIGNMENTS: str(s.max_assignments),
+            env.MTURK_PRODUCTION: "true" if s.mturk_production else "false",
+            env.MTURK_BUDGET_USD: str(s.budget_cap_usd),
+            env.RETRAIN_THRESHOLD: str(s.retrain_threshold),
+        }
+        if s.a2i_flow_definition_arn:
+            variables[env.A2I_FLOW_DEFINITION_ARN] = s.a2i_flow_definition_arn
+        return variables
 
     def _gpu_jobs(self) -> GpuJobs:
         s = self.settings
@@ -152,6 +161,78 @@ class DressvisionStack(Stack):
         self.jobs.grant_submit(ingest.role, "infer")
         return queue, ingest
 
+    def _review_loop(self) -> ReviewLoop:
+        """batch_events, review and collect with their queues and rules."""
+        s = self.settings
+        loop = ReviewLoop(
+            self,
+            "ReviewLoop",
+            package=self.package,
+            alerts=self.alerts,
+            environment={**self.data_environment(), **self.jobs.submission_environment()},
+            workforce_environment=self.workforce_environment(),
+            job_state_changes=self.jobs.state_changes("SUCCEEDED", "FAILED"),
+            workforce=s.workforce,
+            a2i_flow_definition_arn=s.a2i_flow_definition_arn,
+            collect_every=Duration.minutes(s.collect_every_minutes),
+        )
+        if s.workforce == "mturk":
+            # MTurk's Notification.Destination for the SQS transport is the queue URL.
+            # Only review registers the HIT type's notifications.
+            loop.review.function.add_environment(
+                env.MTURK_NOTIFICATION_QUEUE_URL, loop.answers_queue.queue.queue_url
+            )
+        return loop
+
+    def _grant_review_loop(self) -> None:
+        """Each function of the loop gets what its handler calls, and its workforce's API."""
+        artifacts, tables, loop = self.buckets.artifacts, self.tables, self.loop
+        batch_events = RoleGrants(loop.batch_events.role)
+        batch_events.objects(artifacts, MODELS_PREFIX, read=True)  # current.json, markers
+        batch_events.keys(artifacts, REINFER_MARKERS, write=True)
+        batch_events.objects(artifacts, MANIFEST_PREFIX, write=True)
+        batch_events.objects(artifacts, FAILED_PREFIX, write=True)
+        batch_events.table(tables.labels)  # the whole catalog, for a re-inference
+        loop.review_queue.queue.grant_send_messages(loop.batch_events.role)
+        self.jobs.grant_submit(loop.batch_events.role, "infer")
+
+        review = RoleGrants(loop.review.role)
+        review.objects(self.buckets.catalog, CATALOG_PREFIX, read=True)  # presigned photo URLs
+        review.objects(artifacts, MODELS_PREFIX, read=True)  # the current model's version
+        review.table(tables.labels)
+        review.table(tables.predictions)  # by_model: the model's out-of-sample predictions
+        review.table(tables.tasks, write=True)
+
+        collect = RoleGrants(loop.collect.role)
+        collect.table(tables.tasks, write=True)
+        collect.table(tables.labels, write=True)  # decided labels, with their label events
+        collect.objects(artifacts, SNAPSHOT_PREFIX, read=True)  # when training last started
+        collect.keys(artifacts, TRAIN_REQUEST_KEY, read=True)  # read and put; never delete
+        collect.keys(artifacts, TRAIN_REQUEST_KEY, write=True)
+        self.jobs.grant_submit(loop.collect.role, "train")
+
+        workforce = self.settings.workforce
+        if workforce == "mturk":
+            review.mturk(
+                "CreateHITType",
+                "CreateHITWithHITType",
+                "GetAccountBalance",
+                "UpdateNotificationSettings",
+                "ListHITs",
+            )
+            collect.mturk(
+                "ListAssignmentsForHIT",
+                "ApproveAssignment",
+                "CreateAdditionalAssignmentsForHIT",
+                "UpdateExpirationForHIT",
+                "GetAccountBalance",  # extra assignments are checked against the balance too
+            )
+        flow_definition = self.settings.a2i_flow_definition
+        if workforce == "a2i" and flow_definition:
+            review.human_loops(flow_definition, start=True)
+            collect.human_loops(flow_definition, start=True, describe=True)  # more answers
+            collect.objects(artifacts, A2I_OUTPUT_PREFIX, read=True)
+
     def _grant_jobs(self) -> None:
         """Each job reads and writes only its own prefixes and tables."""
         artifacts, catalog = self.buckets.artifacts, self.buckets.catalog
@@ -181,6 +262,17 @@ class DressvisionStack(Stack):
             "IngestLogGroup": self.ingest.log_group.log_group_name,
             "JobLogGroup": self.jobs.log_group.log_group_name,
             "IngestDeadLetterQueue": self.ingest_queue.dead_letter.queue_url,
+            "BatchEventsFunction": self.loop.batch_events.function.function_name,
+            "ReviewFunction": self.loop.review.function.function_name,
+            "CollectFunction": self.loop.collect.function.function_name,
+            "BatchEventsLogGroup": self.loop.batch_events.log_group.log_group_name,
+            "ReviewLogGroup": self.loop.review.log_group.log_group_name,
+            "CollectLogGroup": self.loop.collect.log_group.log_group_name,
+            "ReviewQueue": self.loop.review_queue.queue.queue_url,
+            "AnswersQueue": self.loop.answers_queue.queue.queue_url,
+            "ReviewDeadLetterQueue": self.loop.review_queue.dead_letter.queue_url,
+            "AnswersDeadLetterQueue": self.loop.answers_queue.dead_letter.queue_url,
+            "BatchEventsDeadLetterQueue": self.loop.batch_events_dead_letter.queue_url,
             "AlarmTopic": self.alerts.topic.topic_arn,
         }
         for name, value in outputs.items():

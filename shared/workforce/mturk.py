@@ -152,7 +152,7 @@ class MTurkWorkforce(Workforce):
         spent_usd: Callable[[], Decimal] | None = None,
         hit_type: HitTypeSettings | None = None,
         production: bool = False,
-        notification_queue_arn: str | None = None,
+        notification_queue_url: str | None = None,
         client: Any = None,
     ):
         """`spent_usd` tells what was committed before this process (e.g. `committed_spend`
@@ -161,7 +161,7 @@ class MTurkWorkforce(Workforce):
         self.budget_usd = Decimal(budget_usd)
         self.hit_type = hit_type or HitTypeSettings()
         self.production = production
-        self.notification_queue_arn = notification_queue_arn or None
+        self.notification_queue_url = notification_queue_url or None
         self._spent_source = spent_usd or (lambda: Decimal(0))
         self._spent: Decimal | None = None
         self._client = client
@@ -208,17 +208,17 @@ class MTurkWorkforce(Workforce):
                     dict(q) for q in settings.qualification_requirements
                 ]
             self._hit_type_id = self.client.create_hit_type(**request)["HITTypeId"]
-            if self.notification_queue_arn:
-                self.configure_notifications(self.notification_queue_arn)
+            if self.notification_queue_url:
+                self.configure_notifications(self.notification_queue_url)
         return self._hit_type_id
 
-    def configure_notifications(self, queue_arn: str) -> None:
+    def configure_notifications(self, queue_url: str) -> None:
         """Send AssignmentSubmitted and HITReviewable events of our HIT type to an SQS queue
         (its policy must let mturk-requester.amazonaws.com send messages)."""
         self.client.update_notification_settings(
             HITTypeId=self.hit_type_id,
             Notification={
-                "Destination": queue_arn,
+                "Destination": queue_url,  # MTurk wants the queue URL, not its ARN
                 "Transport": "SQS",
                 "Version": "2014-08-15",
                 "EventTypes": list(NOTIFICATION_EVENTS),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cfn_template import A2I_FLOW_DEFINITION
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_NODE = REPO_ROOT / "node_modules" / ".bin" / "node"
@@ -72,3 +73,17 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 def synth_with(tmp_path_factory: pytest.TempPathFactory):
     """`synth_with(**context)`: the app with other settings, in a fresh output folder."""
     return lambda **context: synth_app(tmp_path_factory.mktemp("cdk.out"), **context)
+
+
+@pytest.fixture(scope="session")
+def mturk(synth_with):
+    """The app with Mechanical Turk as the workforce."""
+    return synth_with(**{"dressvision:workforce": "mturk"})
+
+
+@pytest.fixture(scope="session")
+def a2i(synth_with):
+    """The app with an A2I flow definition as the workforce."""
+    return synth_with(
+        **{"dressvision:workforce": "a2i", "dressvision:a2iFlowDefinitionArn": A2I_FLOW_DEFINITION}
+    )

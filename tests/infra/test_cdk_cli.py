@@ -54,12 +54,15 @@ def test_cdk_cli_synthesizes_the_app_with_its_bundled_lambda_assets(tmp_path):
 
     resources = json.loads((out / f"{STACK}.template.json").read_text())["Resources"]
 
-    def asset_dir(resource_type: str) -> Path:
-        (resource,) = [r for r in resources.values() if r["Type"] == resource_type]
-        return out / resource["Metadata"]["aws:asset:path"]
+    def asset_dir(kind: str) -> Path:
+        # Every function shares one code asset, and there is one layer.
+        paths = {r["Metadata"]["aws:asset:path"] for r in resources.values() if r["Type"] == kind}
+        (path,) = paths
+        return out / path
 
     code = asset_dir("AWS::Lambda::Function")
-    assert (code / "lambdas" / "ingest.py").is_file()
+    for handler in ("ingest", "batch_events", "review", "collect"):
+        assert (code / "lambdas" / f"{handler}.py").is_file(), handler
     assert (code / "shared" / "env.py").is_file() and (code / "shared" / "taxonomy.yaml").is_file()
     assert not list(code.rglob("__pycache__"))
     layer = asset_dir("AWS::Lambda::LayerVersion") / "python"

@@ -11,6 +11,9 @@ REGIONS = ["us-east-1", "eu-west-1"]  # where a stage is likely to go; g5/g6 exi
 
 
 @pytest.mark.slow
-def test_template_is_cfn_lint_clean(synth):
+@pytest.mark.parametrize("app", ["synth", "mturk", "a2i"])
+def test_template_is_cfn_lint_clean(request, app):
+    """With each workforce: the internal one (cdk.json), Mechanical Turk and A2I."""
+    synth = request.getfixturevalue(app)
     matches = lint(json.dumps(synth.template), config=ManualArgs(regions=REGIONS))
     assert [f"{m.rule.id} {m.message} at {'/'.join(map(str, m.path))}" for m in matches] == []

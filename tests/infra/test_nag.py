@@ -24,11 +24,15 @@ def _violations(synth) -> list[str]:
     ]
 
 
-def test_aws_solutions_checks_find_no_unacknowledged_error(synth):
-    assert _violations(synth) == []
+@pytest.mark.parametrize("app", ["synth", "mturk", "a2i"])
+def test_aws_solutions_checks_find_no_unacknowledged_error(request, app):
+    """With each workforce: the internal one (cdk.json), Mechanical Turk and A2I."""
+    assert _violations(request.getfixturevalue(app)) == []
 
 
-def test_every_acknowledgement_carries_a_reason(synth):
+@pytest.mark.parametrize("app", ["synth", "mturk", "a2i"])
+def test_every_acknowledgement_carries_a_reason(request, app):
+    synth = request.getfixturevalue(app)
     acknowledgements = [
         rule
         for resource in synth.resources.values()

@@ -11,6 +11,7 @@ import pytest
 from infra.settings import CONTEXT_PREFIX, StageSettings
 
 CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
+FLOW = "arn:aws:sagemaker:eu-west-1:123456789012:flow-definition/dress-relabel"
 
 
 def test_defaults_run_spot_first_on_xlarge_gpus_with_the_internal_workforce():
@@ -31,6 +32,8 @@ def test_command_line_strings_are_parsed_to_their_types():
             "dressvision:maxVcpus": "32",
             "dressvision:budgetCapUsd": "12.5",
             "dressvision:workforce": "a2i",
+            "dressvision:a2iFlowDefinitionArn": FLOW,
+            "dressvision:mturkProduction": "true",
             "dressvision:alarmEmail": "ops@example.com",
         }
     )
@@ -38,6 +41,13 @@ def test_command_line_strings_are_parsed_to_their_types():
     assert settings.gpu_instance_types == ("g6.xlarge", "g6.2xlarge")
     assert settings.max_vcpus == 32 and settings.budget_cap_usd == 12.5
     assert settings.workforce == "a2i" and settings.alarm_email == "ops@example.com"
+    assert settings.mturk_production is True
+    assert settings.a2i_flow_definition == {
+        "partition": "aws",
+        "region": "eu-west-1",
+        "account": "123456789012",
+        "name": "dress-relabel",
+    }
 
 
 def test_json_values_from_cdk_json_are_accepted():
@@ -66,6 +76,11 @@ def test_cdk_json_holds_only_known_settings():
         ("dressvision:alarmEmail", "ops", "an e-mail address"),
         ("dressvision:retrainThreshold", "1.5", "an integer"),
         ("dressvision:gpuTypes", "g5.xlarge", "unknown context keys dressvision:gpuTypes"),
+        ("dressvision:workforce", "simulated", "local benchmarks only"),
+        ("dressvision:workforce", "a2i", "set when workforce is a2i"),
+        ("dressvision:a2iFlowDefinitionArn", "dress-relabel", "flow-definition/<name>"),
+        ("dressvision:maxAssignments", "10", "between 1 and 9"),
+        ("dressvision:collectEveryMinutes", "1", "between 5 and 360"),
     ],
 )
 def test_bad_values_fail_naming_the_key(key, value, message):

@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import importlib
 import json
-from typing import Any
 
+import pytest
 from aws_cdk.assertions import Match, Template
+from cfn_template import (
+    acknowledgements_of_role,
+    actions_of,
+    as_list,
+    dead_letter_queue_ids,
+    event_source_of,
+    function_props,
+    getatt_target,
+    queue_fed_to,
+    render,
+    role_of,
+    roles_assumed_by,
+    statements_of_roles,
+    write_actions,
+)
 
+from infra.grants import MTURK_ACTIONS, MTURK_REASON
 from shared import env
 from shared.keys import CATALOG_PREFIX
 from shared.stores import dynamodb as ddb_schema
+from shared.stores import tasks_dynamodb as tasks_schema
 
 GPU_FAMILIES = ("g4dn", "g5", "g6", "g6e", "p3", "p4d", "p5")
-READ_ONLY_PREFIXES = ("Get", "List", "Describe", "Query", "Scan", "BatchGet", "Receive")
 CONTRACT_NAMES = {
     env.BACKEND,
     env.CATALOG_BUCKET,
@@ -28,52 +44,8 @@ CONTRACT_NAMES = {
 }
 
 
-def _getatt_target(value: Any) -> str | None:
-    """The logical id behind `{"Fn::GetAtt": [id, attr]}` or `{"Ref": id}`."""
-    if isinstance(value, dict):
-        if "Fn::GetAtt" in value:
-            return value["Fn::GetAtt"][0]
-        if "Ref" in value:
-            return value["Ref"]
-    return None
-
-
-def _render(value: Any) -> str:
-    """A string expression as text, `{"Ref": X}` as `${X}`: to compare two expressions."""
-    if isinstance(value, str):
-        return value
-    if "Ref" in value:
-        return "${" + value["Ref"] + "}"
-    separator, parts = value["Fn::Join"]
-    return separator.join(_render(part) for part in parts)
-
-
-def _as_list(value: Any) -> list:
-    return value if isinstance(value, list) else [value]
-
-
 def _ingest_queue_id(synth) -> str:
-    (mapping,) = synth.props("AWS::Lambda::EventSourceMapping")
-    return _getatt_target(mapping["EventSourceArn"])
-
-
-def _roles_assumed_by(synth, service: str) -> set[str]:
-    return {
-        logical_id
-        for logical_id, role in synth.of_type("AWS::IAM::Role").items()
-        if any(
-            service in _as_list(s.get("Principal", {}).get("Service", []))
-            for s in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-        )
-    }
-
-
-def _statements_of_roles(synth, roles: set[str]) -> list[dict]:
-    statements = []
-    for policy in synth.props("AWS::IAM::Policy"):
-        if {_getatt_target(r) for r in policy["Roles"]} & roles:
-            statements.extend(policy["PolicyDocument"]["Statement"])
-    return statements
+    return queue_fed_to(synth, "lambdas.ingest.handler")
 
 
 def test_catalog_uploads_notify_the_queue_the_ingest_lambda_consumes(synth):
@@ -87,7 +59,7 @@ def test_catalog_uploads_notify_the_queue_the_ingest_lambda_consumes(synth):
     ]
     assert len(configured) == 1
     bucket_id, config = configured[0]
-    assert _getatt_target(config["Queue"]) == queue_id
+    assert getatt_target(config["Queue"]) == queue_id
     assert config["Event"] == "s3:ObjectCreated:*"
     assert config["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": CATALOG_PREFIX}]
     # S3 may send only from that bucket, and the bucket waits for that permission.
@@ -99,29 +71,27 @@ def test_catalog_uploads_notify_the_queue_the_ingest_lambda_consumes(synth):
         if s.get("Principal") == {"Service": "s3.amazonaws.com"}
     )
     assert statement["Action"] == "sqs:SendMessage"
-    assert _getatt_target(statement["Resource"]) == queue_id
-    source_arn = _render(statement["Condition"]["ArnEquals"]["aws:SourceArn"])
-    assert source_arn == "arn:${AWS::Partition}:s3:::" + _render(bucket["Properties"]["BucketName"])
+    assert getatt_target(statement["Resource"]) == queue_id
+    source_arn = render(statement["Condition"]["ArnEquals"]["aws:SourceArn"])
+    assert source_arn == "arn:${AWS::Partition}:s3:::" + render(bucket["Properties"]["BucketName"])
 
 
 def test_every_queue_but_a_dead_letter_queue_has_a_redrive_policy(synth):
     queues = synth.of_type("AWS::SQS::Queue")
-    dead_letter_ids = {
-        _getatt_target(q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
-        for q in queues.values()
-        if "RedrivePolicy" in q["Properties"]
-    }
-    assert dead_letter_ids, "no queue has a dead-letter queue"
+    dead_letter_ids = dead_letter_queue_ids(synth)
+    assert len(dead_letter_ids) == 4, "ingest, review, answers, batch_events"
     for logical_id, queue in queues.items():
         props = queue["Properties"]
         assert props.get("SqsManagedSseEnabled") or props.get("KmsMasterKeyId"), logical_id
-        if logical_id not in dead_letter_ids:
+        if logical_id in dead_letter_ids:
+            assert props["MessageRetentionPeriod"] == 14 * 24 * 3600, logical_id
+        else:
             assert 1 <= props["RedrivePolicy"]["maxReceiveCount"] <= 5, logical_id
 
 
 def test_every_queue_refuses_plain_http(synth):
     denied = {
-        _getatt_target(s["Resource"])
+        getatt_target(s["Resource"])
         for policy in synth.props("AWS::SQS::QueuePolicy")
         for s in policy["PolicyDocument"]["Statement"]
         if s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -129,24 +99,27 @@ def test_every_queue_refuses_plain_http(synth):
     assert denied == set(synth.of_type("AWS::SQS::Queue"))
 
 
-def test_ingest_queue_outlasts_six_lambda_timeouts(synth):
-    (function,) = [
-        f for f in synth.props("AWS::Lambda::Function") if f["Handler"] == "lambdas.ingest.handler"
-    ]
-    (mapping,) = synth.props("AWS::Lambda::EventSourceMapping")
-    queue = synth.resources[_ingest_queue_id(synth)]["Properties"]
+@pytest.mark.parametrize(
+    "handler", ["lambdas.ingest.handler", "lambdas.review.handler", "lambdas.collect.handler"]
+)
+def test_queues_outlast_six_lambda_timeouts_and_report_partial_failures(synth, handler):
+    function = function_props(synth, handler)
+    mapping = event_source_of(synth, handler)
+    queue = synth.resources[queue_fed_to(synth, handler)]["Properties"]
     assert queue["VisibilityTimeout"] >= 6 * function["Timeout"] + mapping.get(
         "MaximumBatchingWindowInSeconds", 0
     )
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert mapping["BatchSize"] > 10 and mapping["MaximumBatchingWindowInSeconds"] >= 1
     assert mapping["ScalingConfig"]["MaximumConcurrency"] >= 2
 
 
+def test_ingest_gathers_batches(synth):
+    mapping = event_source_of(synth, "lambdas.ingest.handler")
+    assert mapping["BatchSize"] > 10 and mapping["MaximumBatchingWindowInSeconds"] >= 1
+
+
 def test_ingest_lambda_runs_our_handler_with_the_layer_and_the_env_contract(synth):
-    (function,) = [
-        f for f in synth.props("AWS::Lambda::Function") if f["Handler"] == "lambdas.ingest.handler"
-    ]
+    function = function_props(synth, "lambdas.ingest.handler")
     assert function["Runtime"] == "python3.12"
     assert function["Architectures"] == ["arm64"]
     assert len(function["Layers"]) == 1
@@ -164,32 +137,58 @@ def test_every_lambda_is_ours_and_no_custom_resource_hides_another(synth):
 
 
 def test_no_lambda_role_writes_to_every_resource(synth):
-    lambda_roles = _roles_assumed_by(synth, "lambda.amazonaws.com")
-    assert lambda_roles
-    for statement in _statements_of_roles(synth, lambda_roles):
-        if "*" not in _as_list(statement["Resource"]):
-            continue
-        actions = _as_list(statement["Action"])
-        writes = [a for a in actions if not a.split(":", 1)[1].startswith(READ_ONLY_PREFIXES)]
-        assert not writes, f"{writes} on Resource '*'"
+    lambda_roles = roles_assumed_by(synth, "lambda.amazonaws.com")
+    assert len(lambda_roles) == 4
+    for statement in statements_of_roles(synth, lambda_roles):
+        if "*" in as_list(statement["Resource"]):
+            writes = write_actions(statement)
+            assert not writes, f"{writes} on Resource '*'"
 
 
-def test_ingest_may_submit_only_the_infer_job_to_our_queue(synth):
+def test_only_the_documented_mturk_actions_have_every_resource(mturk):
+    """MTurk has no resource-level permissions: its actions, named one by one, are the only
+    writes on Resource '*', and each role that has them says why (cdk-nag)."""
+    lambda_roles = roles_assumed_by(mturk, "lambda.amazonaws.com")
+    seen = set()
+    for role in lambda_roles:
+        for statement in statements_of_roles(mturk, {role}):
+            if "*" not in as_list(statement["Resource"]):
+                continue
+            writes = write_actions(statement)
+            assert set(writes) <= {f"mechanicalturk:{a}" for a in MTURK_ACTIONS}, writes
+            assert not [a for a in actions_of(statement) if "*" in a]
+            seen.update(actions_of(statement))
+            acknowledged = acknowledgements_of_role(mturk, role)
+            assert acknowledged["AwsSolutions-IAM5[Resource::*]"] == MTURK_REASON
+    assert seen == {f"mechanicalturk:{a}" for a in MTURK_ACTIONS}
+
+
+def test_lambdas_submit_only_their_job_to_our_queue(synth):
+    """ingest and batch_events submit inference, collect training; nobody else submits."""
     (queue_id,) = synth.of_type("AWS::Batch::JobQueue")
-    definitions = {d["JobDefinitionName"]: d for d in synth.props("AWS::Batch::JobDefinition")}
-    lambda_roles = _roles_assumed_by(synth, "lambda.amazonaws.com")
-    submit = [
-        s
-        for s in _statements_of_roles(synth, lambda_roles)
-        if "batch:SubmitJob" in _as_list(s["Action"])
-    ]
-    assert len(submit) == 1 and _as_list(submit[0]["Action"]) == ["batch:SubmitJob"]
-    resources = _as_list(submit[0]["Resource"])
-    assert "*" not in resources
-    assert queue_id in {_getatt_target(r) for r in resources}
-    arns = [json.dumps(r) for r in resources if _getatt_target(r) is None]
-    infer = next(name for name in definitions if name.endswith("-infer"))
-    assert arns and all(f"job-definition/{infer}" in arn for arn in arns)
+    names = {d["JobDefinitionName"] for d in synth.props("AWS::Batch::JobDefinition")}
+    expected = {
+        "lambdas.ingest.handler": "infer",
+        "lambdas.batch_events.handler": "infer",
+        "lambdas.collect.handler": "train",
+        "lambdas.review.handler": None,
+    }
+    for handler, job in expected.items():
+        submit = [
+            s
+            for s in statements_of_roles(synth, {role_of(synth, handler)})
+            if "batch:SubmitJob" in actions_of(s)
+        ]
+        if job is None:
+            assert submit == [], handler
+            continue
+        assert len(submit) == 1 and actions_of(submit[0]) == ["batch:SubmitJob"], handler
+        resources = as_list(submit[0]["Resource"])
+        assert "*" not in resources
+        assert queue_id in {getatt_target(r) for r in resources}
+        arns = [json.dumps(r) for r in resources if getatt_target(r) is None]
+        (definition,) = [n for n in names if n.endswith(f"-{job}")]
+        assert arns and all(f"job-definition/{definition}" in arn for arn in arns), handler
 
 
 def test_buckets_are_private_encrypted_and_ssl_only(synth):
@@ -206,7 +205,7 @@ def test_buckets_are_private_encrypted_and_ssl_only(synth):
         assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
         assert bucket["DeletionPolicy"] == "Retain"
     ssl_only = {
-        _getatt_target(policy["Bucket"])
+        getatt_target(policy["Bucket"])
         for policy in synth.props("AWS::S3::BucketPolicy")
         for s in policy["PolicyDocument"]["Statement"]
         if s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -237,7 +236,27 @@ def test_tables_match_the_adapter_schema_and_keep_their_data(synth):
         schemas.append(tuple((k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]))
     labels_key = ((ddb_schema.LABELS_PARTITION_KEY, "HASH"), (ddb_schema.LABELS_SORT_KEY, "RANGE"))
     assert labels_key in schemas
-    assert (("task_id", "HASH"),) in schemas
+    assert ((tasks_schema.TASKS_PARTITION_KEY, "HASH"),) in schemas
+    # The task store queries open tasks and the task of a HIT / loop through these indexes.
+    (tasks,) = [
+        t["Properties"]
+        for t in tables.values()
+        if t["Properties"]["KeySchema"][0]["AttributeName"] == tasks_schema.TASKS_PARTITION_KEY
+    ]
+    indexes = {
+        i["IndexName"]: (i["KeySchema"], i["Projection"]["ProjectionType"])
+        for i in tasks["GlobalSecondaryIndexes"]
+    }
+    assert indexes == {
+        tasks_schema.TASKS_BY_STATUS_INDEX: (
+            [{"AttributeName": tasks_schema.TASKS_STATUS, "KeyType": "HASH"}],
+            "ALL",
+        ),
+        tasks_schema.TASKS_BY_EXTERNAL_ID_INDEX: (
+            [{"AttributeName": tasks_schema.TASKS_EXTERNAL_ID, "KeyType": "HASH"}],
+            "KEYS_ONLY",
+        ),
+    }
     Template.from_json(synth.template).has_resource_properties(
         "AWS::DynamoDB::Table",
         {
@@ -274,8 +293,7 @@ def test_compute_environments_scale_gpu_instances_from_zero_spot_first(synth):
     assert by_type["SPOT"][1]["AllocationStrategy"] == "SPOT_PRICE_CAPACITY_OPTIMIZED"
     (queue,) = synth.props("AWS::Batch::JobQueue")
     order = {
-        _getatt_target(e["ComputeEnvironment"]): e["Order"]
-        for e in queue["ComputeEnvironmentOrder"]
+        getatt_target(e["ComputeEnvironment"]): e["Order"] for e in queue["ComputeEnvironmentOrder"]
     }
     assert order[by_type["SPOT"][0]] < order[by_type["EC2"][0]]
 
@@ -310,13 +328,13 @@ def test_job_roles_never_write_the_catalog(synth):
         for logical_id, b in synth.of_type("AWS::S3::Bucket").items()
         if "NotificationConfiguration" in b["Properties"]
     )
-    roles = _roles_assumed_by(synth, "ecs-tasks.amazonaws.com") | _roles_assumed_by(
+    roles = roles_assumed_by(synth, "ecs-tasks.amazonaws.com") | roles_assumed_by(
         synth, "lambda.amazonaws.com"
     )
-    for statement in _statements_of_roles(synth, roles):
+    for statement in statements_of_roles(synth, roles):
         targets = json.dumps(statement["Resource"])
         if catalog_id in targets:
-            actions = _as_list(statement["Action"])
+            actions = as_list(statement["Action"])
             assert not [a for a in actions if a.startswith(("s3:Put", "s3:Delete"))], actions
 
 
@@ -331,16 +349,21 @@ def test_network_has_gateway_endpoints_and_no_nat(synth):
 def test_dead_letters_and_failed_jobs_reach_the_encrypted_alarm_topic(synth):
     (topic_id,) = synth.of_type("AWS::SNS::Topic")
     assert "KmsMasterKeyId" in synth.resources[topic_id]["Properties"]
-    (alarm,) = synth.props("AWS::CloudWatch::Alarm")
-    assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
-    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
-    assert [_getatt_target(a) for a in alarm["AlarmActions"]] == [topic_id]
-    (queue_dimension,) = alarm["Dimensions"]
-    dlq_id = _getatt_target(queue_dimension["Value"])
+    alarmed = set()
+    for alarm in synth.props("AWS::CloudWatch::Alarm"):
+        assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        assert [getatt_target(a) for a in alarm["AlarmActions"]] == [topic_id]
+        (queue_dimension,) = alarm["Dimensions"]
+        alarmed.add(getatt_target(queue_dimension["Value"]))
+    assert alarmed == dead_letter_queue_ids(synth)
     ingest_queue = synth.resources[_ingest_queue_id(synth)]["Properties"]
-    assert _getatt_target(ingest_queue["RedrivePolicy"]["deadLetterTargetArn"]) == dlq_id
-    (rule,) = synth.props("AWS::Events::Rule")
+    assert getatt_target(ingest_queue["RedrivePolicy"]["deadLetterTargetArn"]) in alarmed
+    (rule,) = [
+        r
+        for r in synth.props("AWS::Events::Rule")
+        if [getatt_target(t["Arn"]) for t in r["Targets"]] == [topic_id]
+    ]
     assert rule["EventPattern"]["detail"]["status"] == ["FAILED"]
     assert rule["EventPattern"]["detail-type"] == ["Batch Job State Change"]
-    assert [_getatt_target(t["Arn"]) for t in rule["Targets"]] == [topic_id]
     assert not synth.of_type("AWS::SNS::Subscription")  # no alarmEmail in cdk.json

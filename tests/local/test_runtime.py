@@ -14,8 +14,13 @@ def test_failed_messages_are_redelivered_then_dead_lettered():
 
     def handler(event):
         seen.extend(r["body"] for r in event["Records"])
-        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]}
-                                      for r in event["Records"] if r["body"] == "poison"]}
+        return {
+            "batchItemFailures": [
+                {"itemIdentifier": r["messageId"]}
+                for r in event["Records"]
+                if r["body"] == "poison"
+            ]
+        }
 
     while queue.deliver(handler):
         pass

@@ -85,7 +85,7 @@ def test_workforce_settings_are_read_typed_and_round_trip():
         "DRESSVISION_MTURK_PRODUCTION": "true",
         "DRESSVISION_MTURK_REWARD_USD": "0.12",
         "DRESSVISION_MTURK_BUDGET_USD": "250",
-        "DRESSVISION_MTURK_NOTIFICATION_QUEUE_ARN": "arn:aws:sqs:us-east-1:1:answers",
+        "DRESSVISION_MTURK_NOTIFICATION_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/answers",
         "DRESSVISION_SIMULATED_SEED": "7",
     }
     settings = Settings.from_env(env)

@@ -183,7 +183,7 @@ def test_publish_creates_the_hit_type_then_one_hit_with_the_classifier_page(clie
 
 
 def test_notifications_of_the_hit_type_go_to_the_queue(client, stub):
-    queue = "arn:aws:sqs:us-east-1:123456789012:answers"
+    queue = "https://sqs.us-east-1.amazonaws.com/123456789012/answers"
     expect_balance(stub, "100.00")
     expect_hit_type(stub)
     stub.add_response(
@@ -202,7 +202,7 @@ def test_notifications_of_the_hit_type_go_to_the_queue(client, stub):
     )
     expect_create_hit(stub)
 
-    assert workforce(client, notification_queue_arn=queue).publish(task(), IMAGE_URL) == HIT_ID
+    assert workforce(client, notification_queue_url=queue).publish(task(), IMAGE_URL) == HIT_ID
 
 
 def test_a_published_task_is_never_published_again(client, stub):
