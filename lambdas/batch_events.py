@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import logging
 
-from shared.backends import Ports, build_ports
-from shared.env import Settings
+from lambdas import wiring
+from shared.backends import Ports
 from shared.inference import catalog_entries, current_model_version, submit_inference
 from shared.keys import model_prefix
 from shared.messages import BatchJobStateChange
@@ -78,11 +78,6 @@ def on_job_state_change(ports: Ports, event: BatchJobStateChange) -> str:
     return "ignored"
 
 
-_ports: Ports | None = None
-
-
 def handler(event: dict, context: object) -> dict:
-    global _ports  # built once per Lambda container, on first use
-    if _ports is None:
-        _ports = build_ports(Settings.from_env())
-    return {"result": on_job_state_change(_ports, BatchJobStateChange.model_validate(event))}
+    event_model = BatchJobStateChange.model_validate(event)
+    return {"result": on_job_state_change(wiring.ports(), event_model)}

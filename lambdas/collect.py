@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 
-from shared.backends import Ports, build_ports, build_workforce
-from shared.env import Settings
+from lambdas import wiring
+from shared.backends import Ports
 from shared.messages import SqsEvent
 from shared.relabel import collect
 from shared.workforce.base import Workforce
@@ -25,12 +25,5 @@ def handle_event(event: dict, ports: Ports, workforce: Workforce) -> dict:
     return summary.to_json()
 
 
-_wired: tuple[Ports, Workforce] | None = None
-
-
 def handler(event: dict, context: object) -> dict:
-    global _wired  # built once per Lambda container, on first use
-    if _wired is None:
-        ports = build_ports(Settings.from_env())
-        _wired = (ports, build_workforce(ports.settings, ports))
-    return handle_event(event, *_wired)
+    return handle_event(event, wiring.ports(), wiring.workforce())

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from shared.backends import Ports, build_ports
+from lambdas import wiring
+from shared.backends import Ports
 from shared.catalog import CatalogEntry
-from shared.env import Settings
 from shared.errors import CatalogFormatError, DressvisionError, InvalidImageError, NotFoundError
 from shared.ids import assign_split, parse_catalog_key
 from shared.images import sniff_format, validate_image
@@ -190,15 +190,5 @@ def handle_sqs_batch(event: dict, ports: Ports) -> dict:
     return {"batchItemFailures": [{"itemIdentifier": m} for m in dict.fromkeys(failures)]}
 
 
-_ports: Ports | None = None
-
-
-def _get_ports() -> Ports:
-    global _ports  # built once per Lambda container, on first use
-    if _ports is None:
-        _ports = build_ports(Settings.from_env())
-    return _ports
-
-
 def handler(event: dict, context: object) -> dict:
-    return handle_sqs_batch(event, _get_ports())
+    return handle_sqs_batch(event, wiring.ports())

@@ -9,8 +9,8 @@ import logging
 
 from pydantic import BaseModel, ValidationError
 
-from shared.backends import Ports, build_ports, build_workforce
-from shared.env import Settings
+from lambdas import wiring
+from shared.backends import Ports
 from shared.errors import DressvisionError
 from shared.inference import current_model_version
 from shared.messages import SqsEvent
@@ -56,12 +56,5 @@ def handle_sqs_batch(event: dict, ports: Ports, workforce: Workforce) -> dict:
     return {"batchItemFailures": failures}
 
 
-_wired: tuple[Ports, Workforce] | None = None
-
-
 def handler(event: dict, context: object) -> dict:
-    global _wired  # built once per Lambda container, on first use
-    if _wired is None:
-        ports = build_ports(Settings.from_env())
-        _wired = (ports, build_workforce(ports.settings, ports))
-    return handle_sqs_batch(event, *_wired)
+    return handle_sqs_batch(event, wiring.ports(), wiring.workforce())

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from lambdas import ingest
+from lambdas import ingest, wiring
 from shared.catalog import CatalogEntry
 from shared.keys import current_model_key
 from shared.stores.dynamodb import create_tables
@@ -84,7 +84,7 @@ def aws(aws_env, monkeypatch):
             "DRESSVISION_JOB_DEFINITION_INFER": infer_definition,
         }.items():
             monkeypatch.setenv(name, value)
-        monkeypatch.setattr(ingest, "_ports", None)  # a fresh "container" per test
+        wiring.reset()  # a fresh "container" per test
         yield {"s3": s3, "sqs": sqs, "queue_url": queue_url, "job_queue": job_queue}
 
 
