@@ -13,7 +13,18 @@ from local.runtime import default_home
 from shared.errors import DressvisionError
 
 # Order = order in `dressvision --help`.
-COMMAND_MODULES = ("synth", "importer", "labels", "relabel", "demo")
+COMMAND_MODULES = (
+    "synth",
+    "importer",
+    "labels",
+    "train",
+    "evaluate",
+    "models",
+    "tag",
+    "locate",
+    "relabel",
+    "demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 EVENTS = Path(__file__).parent / "events"
+
+# pytest-xdist runs one worker per core; a torch thread pool per worker on top oversubscribes
+# the cores and slows the model tests many times over. Set before any test imports torch.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture

@@ -367,3 +367,11 @@ def test_dead_letters_and_failed_jobs_reach_the_encrypted_alarm_topic(synth):
     assert rule["EventPattern"]["detail"]["status"] == ["FAILED"]
     assert rule["EventPattern"]["detail-type"] == ["Batch Job State Change"]
     assert not synth.of_type("AWS::SNS::Subscription")  # no alarmEmail in cdk.json
+
+
+@pytest.mark.slow  # imports torch
+def test_training_checkpoints_live_under_the_prefix_the_train_job_may_write():
+    from batch_jobs.facets.checkpoint import CHECKPOINT_PREFIX
+    from infra.stacks.dressvision import CHECKPOINTS_PREFIX
+
+    assert CHECKPOINT_PREFIX.startswith(CHECKPOINTS_PREFIX)

@@ -1,0 +1,44 @@
+"""The one crop used by training and inference alike: the dress box widened by a margin.
+
+Facet training crops its images with the same function and margin the infer job uses, and the
+margin travels in the facet model's preprocessing config, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from PIL import Image
+
+DEFAULT_MARGIN = 0.1
+
+
+def expand_box(
+    box: Sequence[float], width: int, height: int, margin: float = DEFAULT_MARGIN
+) -> tuple[int, int, int, int]:
+    """The pixel box `(x0, y0, x1, y1)` widened by `margin` x its width (height) on each side,
+    rounded outwards to whole pixels and clamped to a `width x height` image.
+
+    Always at least one pixel wide and high, so a degenerate box still gives a valid crop.
+    """
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    if width < 1 or height < 1:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not (x0 <= x1 and y0 <= y1):
+        raise ValueError(f"box must satisfy x0 <= x1 and y0 <= y1, got {tuple(box)}")
+    dx, dy = (x1 - x0) * margin, (y1 - y0) * margin
+    left = min(max(math.floor(x0 - dx), 0), width - 1)
+    top = min(max(math.floor(y0 - dy), 0), height - 1)
+    right = max(min(math.ceil(x1 + dx), width), left + 1)
+    bottom = max(min(math.ceil(y1 + dy), height), top + 1)
+    return left, top, right, bottom
+
+
+def crop_to_box(
+    img: Image.Image, box: Sequence[float], margin: float = DEFAULT_MARGIN
+) -> Image.Image:
+    """`img` cropped to `expand_box(box, ...)`: the dress and a little of its surroundings."""
+    return img.crop(expand_box(box, img.width, img.height, margin))

@@ -1,0 +1,60 @@
+"""`dressvision evaluate`: per facet and class figures of a facet model on the current labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "evaluate",
+        help="per-class precision, recall and F1 of a facet model",
+        description=(
+            "Evaluate a registered facet model (default: the current one) on the current labels "
+            "of the train and test splits, and store its prediction of every image. --json FILE "
+            'writes {"version": V, "splits": {"train": {FACET: {"macro_f1", "accuracy", '
+            '"per_class": {LABEL: {"precision", "recall", "f1", "support"}}, "confusion"}}, '
+            '"test": {...}}}.'
+        ),
+    )
+    parser.add_argument("--version", default=None, help="model version (default: current)")
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="write the figures to FILE as JSON"
+    )
+    parser.set_defaults(func=run)
+
+
+def print_document(document: dict, title: str) -> None:
+    print(title)
+    for split, facets in document["splits"].items():
+        for facet, report in facets.items():
+            print(
+                f"  {split:<5} {facet:<11} macro F1 {report['macro_f1']:.3f}  "
+                f"accuracy {report['accuracy']:.3f}"
+            )
+            for label, c in report["per_class"].items():
+                print(
+                    f"      {label:<14} P {c['precision']:.2f}  R {c['recall']:.2f}  "
+                    f"F1 {c['f1']:.2f}  n {c['support']}"
+                )
+
+
+def run(args) -> int:
+    import sys
+
+    from batch_jobs.evaluate import evaluate_version
+    from local.runtime import LocalRuntime
+
+    runtime = LocalRuntime.open(args.home)
+    evaluation = evaluate_version(runtime.ports, args.version, progress=sys.stderr.isatty())
+    document = evaluation.document
+    if args.json is not None:
+        args.json.write_text(json.dumps(document, indent=2))
+        print(f"wrote {args.json}")
+    print_document(document, f"facet model {document['version']}")
+    if evaluation.without_crop is not None:
+        print_document(evaluation.without_crop, "the same model on whole photos (without crop)")
+    for item in evaluation.skipped:
+        print(f"skipped {item.image_id}: {item.reason}")
+    return 0

@@ -1,0 +1,114 @@
+"""`dressvision train`: train the facet model (and the locator) on the current labels, here.
+
+The same function as the Batch job (`python -m batch_jobs.train`), run in this process so the
+progress bars show; the labels snapshot, registry and promotion rule are the job's.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "train",
+        help="train the facet model on the current labels",
+        description=(
+            "Export a labels snapshot, train the dress locator on it (unless --locator says "
+            "otherwise), train the facet model on the located crops, evaluate it on the fixed "
+            "train/test splits, save it in the model registry and promote it if its test macro "
+            "F1 is not worse than the current model's. Predictions of every image are stored."
+        ),
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="default 30")
+    parser.add_argument("--image-size", type=int, default=None, help="pixels (default 128)")
+    parser.add_argument("--arch", default=None, help="torchvision ResNet (default resnet18)")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="torchvision state dict of --arch (ImageNet weights); random init without",
+    )
+    parser.add_argument("--stn", action="store_true", help="spatial transformer in front")
+    parser.add_argument("--facets", default=None, help="comma-separated facets (default all)")
+    parser.add_argument(
+        "--locator",
+        choices=("train", "current", "none"),
+        default="train",
+        help="train a locator first (default), use the current one, or whole images",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="default 0")
+    parser.add_argument("--force", action="store_true", help="promote even if worse")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"version", "promoted", "test_macro_f1", "facets": {FACET: {"train", '
+        '"test"}}, "locator", "skipped", "seconds"}',
+    )
+    parser.set_defaults(func=run)
+
+
+def training_args(args):
+    """The job's options from this command's flags (unset flags keep the job's defaults)."""
+    from batch_jobs.train import default_args, facet_list
+
+    chosen = {
+        "epochs": args.epochs,
+        "image_size": args.image_size,
+        "arch": args.arch,
+        "weights": str(args.weights) if args.weights else None,
+        "seed": args.seed,
+        "facets": facet_list(args.facets) if args.facets else None,
+    }
+    return default_args(
+        **{k: v for k, v in chosen.items() if v is not None},
+        stn=args.stn,
+        locator=args.locator,
+        force=args.force,
+        progress=not args.json and sys.stderr.isatty(),
+    )
+
+
+def summarize(result) -> dict:
+    metrics = result.metrics
+    facets = {
+        facet: {split: metrics["splits"][split][facet]["macro_f1"] for split in ("train", "test")}
+        for facet in metrics["splits"]["test"]
+    }
+    return {
+        "version": result.version,
+        "promoted": result.promoted,
+        "test_macro_f1": metrics["test_macro_f1"],
+        "facets": facets,
+        "locator": result.locator,
+        "skipped": result.skipped,
+        "seconds": result.seconds,
+    }
+
+
+def run(args) -> int:
+    from batch_jobs.train import train
+    from local.runtime import LocalRuntime
+
+    runtime = LocalRuntime.open(args.home)
+    result = train(training_args(args), runtime.ports)
+    data = summarize(result)
+    if args.json:
+        print(json.dumps(data))
+        return 0
+    if result.locator:
+        loc = result.locator
+        print(
+            f"locator {loc['version']}: mean IoU {loc['mean_iou']:.3f}, "
+            f"{'promoted' if loc['promoted'] else 'not promoted'}"
+        )
+    state = "promoted" if result.promoted else "NOT promoted (worse than the current model)"
+    print(f"facet model {result.version}: {state}, {data['seconds']['total']:.0f} s")
+    print(f"  {'facet':<12}{'train F1':>10}{'test F1':>10}")
+    for facet, f1 in data["facets"].items():
+        print(f"  {facet:<12}{f1['train']:>10.3f}{f1['test']:>10.3f}")
+    for item in result.skipped:
+        print(f"  skipped {item['image_id']}: {item['reason']}")
+    return 0

@@ -1,0 +1,95 @@
+"""Labels follow the taxonomy's custom order; unreadable images are skipped and reported."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from facet_fixtures import add_corrupt, add_images, tiny_ports
+
+from batch_jobs.facets.data import facet_targets, prepare_records
+from batch_jobs.facets.loss import UNKNOWN
+from batch_jobs.facets.predictor import facet_predictions
+from batch_jobs.facets.preprocess import PreprocessConfig
+from shared.errors import UnknownLabelError
+from shared.records import LabelRecord
+from shared.taxonomy import Taxonomy
+
+# Deliberately not alphabetical: the model's outputs follow this order, not sorting.
+TAXONOMY = Taxonomy({"sleeve": ("long", "cap", "sleeveless"), "neckline": ("v-neck", "boat")})
+
+
+def _record(image_id: str, **facets) -> LabelRecord:
+    return LabelRecord(
+        image_id=image_id,
+        product_id="p",
+        object_key=f"catalog/p/{image_id}.jpg",
+        split="train",
+        facets=facets,
+    )
+
+
+def test_targets_are_indices_in_the_taxonomy_order_with_unknown_as_minus_one():
+    records = [
+        _record("a", sleeve="sleeveless", neckline="boat"),
+        _record("b", sleeve="long", neckline=None),
+        _record("c", neckline="v-neck"),
+    ]
+    targets = facet_targets(records, TAXONOMY, ["sleeve", "neckline"])
+    assert targets.tolist() == [[2, 1], [0, UNKNOWN], [UNKNOWN, 0]]
+    assert facet_targets(records, TAXONOMY, ["neckline"]).tolist() == [[1], [UNKNOWN], [0]]
+
+
+def test_an_unknown_label_fails_loudly_unless_evaluating_an_older_model():
+    records = [_record("a", sleeve="three-quarter")]
+    with pytest.raises(UnknownLabelError, match="allowed: long, cap, sleeveless"):
+        facet_targets(records, TAXONOMY, ["sleeve"])
+    assert facet_targets(records, TAXONOMY, ["sleeve"], strict=False).tolist() == [[UNKNOWN]]
+
+
+def test_predictions_name_labels_and_probabilities_in_the_taxonomy_order():
+    probs = {
+        "sleeve": np.array([[0.1, 0.2, 0.7]], np.float32),
+        "neckline": np.array([[0.6, 0.4]], np.float32),
+    }
+    out = facet_predictions(probs, 0, TAXONOMY)
+    assert out["sleeve"].label == "sleeveless" and out["sleeve"].prob == pytest.approx(0.7)
+    assert out["sleeve"].probs == pytest.approx([0.1, 0.2, 0.7])
+    assert out["neckline"].label == "v-neck"
+
+
+def test_corrupt_and_missing_images_are_skipped_and_reported(tmp_path):
+    ports = tiny_ports(tmp_path)
+    records = add_images(ports, 3)
+    add_corrupt(ports, "bad/img")
+    missing = records[0].model_copy(
+        update={"image_id": "gone/img", "object_key": "catalog/gone/img.jpg"}
+    )
+    everything = [*records, ports.labels.get("bad/img"), missing]
+    prepared = prepare_records(
+        everything, ports.catalog, ports.settings, PreprocessConfig(image_size=32)
+    )
+    assert [r.image_id for r in prepared.records] == [r.image_id for r in records]
+    assert prepared.images.shape == (3, 3, 32, 32)
+    reasons = {s.image_id: s.reason for s in prepared.skipped}
+    assert set(reasons) == {"bad/img", "gone/img"}
+    assert "corrupt" in reasons["bad/img"]
+
+
+def test_a_dress_crop_is_shaped_to_the_input_aspect_then_resized_without_distortion():
+    from PIL import Image
+
+    from batch_jobs.facets.preprocess import CropConfig, fit_aspect, prepare_image
+
+    assert fit_aspect((10, 10, 30, 80), 1.5) == pytest.approx((-3.333, 10, 43.333, 80), abs=1e-3)
+    assert fit_aspect((0, 0, 100, 50), 1.5) == pytest.approx((0, -50, 100, 100))
+    config = PreprocessConfig(image_size=64, crop=CropConfig("v1", 0.0), aspect=1.5)
+    assert (config.height, config.width) == (80, 56)  # multiples of 8
+    img = Image.new("RGB", (200, 200), (255, 255, 255))
+    img.paste((255, 0, 0), (90, 40, 110, 160))  # a red 20 x 120 dress
+    out = prepare_image(img, config, (90, 40, 110, 160))
+    assert out.shape == (3, 80, 56)
+    red_columns = (out[0, 40] > 200) & (out[1, 40] < 60)
+    # The box became 84 px wide (120 px tall at 80:56): the dress keeps 20/84 of the width.
+    assert int(red_columns.sum()) == pytest.approx(56 * 20 / 84, abs=1.5)
+    whole = prepare_image(img, PreprocessConfig(image_size=32))
+    assert whole.shape == (3, 32, 32)

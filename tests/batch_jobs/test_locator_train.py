@@ -1,0 +1,214 @@
+"""Training, registry round trip and inference of the locator, on tiny drawn photos: a dark
+rectangle (the dress) on a light background."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from batch_jobs.locator import (
+    Locator,
+    LocatorDataError,
+    evaluate_current_locator,
+    evaluate_locator,
+    train_locator,
+)
+from batch_jobs.locator import train as train_module
+from batch_jobs.locator.train import default_args
+from batch_jobs.registry import ModelRegistry
+from shared.objects.local import LocalObjectStore
+from shared.records import LabelRecord
+
+SIZE = 64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: as fast on these tiny tensors, and immune to a busy shared CPU (two
+    OpenMP threads competing with other processes for 2 cores can run 100x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def drawn_photo(rng: random.Random, size: int = SIZE) -> tuple[Image.Image, tuple]:
+    img = Image.new("RGB", (size, size), tuple(rng.randint(150, 255) for _ in range(3)))
+    w, h = rng.randint(size // 5, size // 2), rng.randint(size // 3, int(size * 0.8))
+    x0, y0 = rng.randint(0, size - w), rng.randint(0, size - h)
+    ImageDraw.Draw(img).rectangle(
+        (x0, y0, x0 + w - 1, y0 + h - 1), fill=tuple(rng.randint(0, 110) for _ in range(3))
+    )
+    return img, (x0, y0, x0 + w, y0 + h)
+
+
+def png(img: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    """64 boxed photos (1 in 4 in the test split), one photo without a box, one corrupt."""
+    rng = random.Random(0)
+    store = LocalObjectStore(tmp_path / "catalog", name="catalog")
+    records = []
+    for i in range(64):
+        img, box = drawn_photo(rng)
+        key = f"catalog/p{i}/a.png"
+        store.put(key, png(img))
+        split = "test" if i % 4 == 0 else "train"
+        records.append(
+            LabelRecord(
+                image_id=f"p{i}/a", product_id=f"p{i}", object_key=key, split=split, bbox=box
+            )
+        )
+    store.put("catalog/nobox/a.png", png(drawn_photo(rng)[0]))
+    records.append(
+        LabelRecord(
+            image_id="nobox/a", product_id="nobox", object_key="catalog/nobox/a.png", split="train"
+        )
+    )
+    store.put("catalog/bad/a.png", b"\x89PNG\r\n\x1a\n not really")
+    records.append(
+        LabelRecord(
+            image_id="bad/a",
+            product_id="bad",
+            object_key="catalog/bad/a.png",
+            split="train",
+            bbox=(1, 1, 10, 10),
+        )
+    )
+    return store, records
+
+
+@pytest.fixture
+def registry(tmp_path):
+    return ModelRegistry(LocalObjectStore(tmp_path / "artifacts", name="artifacts"))
+
+
+def quick_args(**overrides):
+    # float32: bfloat16 kernels cost more than they save on 64-pixel images (one test uses it).
+    return default_args(
+        **{"input_size": SIZE, "epochs": 12, "batch_size": 16, "amp": False, **overrides}
+    )
+
+
+def test_trained_locator_finds_the_drawn_dress_and_is_promoted(catalog, registry):
+    store, records = catalog
+    version, metrics, promoted = train_locator(records, store, registry, args=quick_args())
+
+    assert promoted and registry.current("locator") == version
+    # A fixed whole-image guess scores about 0.2 on these photos.
+    assert metrics["mean_iou"] > 0.55
+    assert metrics["images"] == {"train": 48, "test": 16}  # no box -> left out
+    assert [s["image_id"] for s in metrics["skipped"]] == ["bad/a"]  # reported, no crash
+    saved = registry.metrics("locator", version)
+    assert saved["mean_iou"] == metrics["mean_iou"]
+    assert json.loads(registry.read("locator", version, "preprocess.json"))["input_size"] == SIZE
+
+    # Evaluated again through the registry, as trained (float32), the figures are the same.
+    locator = Locator.from_registry(registry, amp=False)
+    assert locator is not None and locator.version == version
+    assert evaluate_locator(locator, records, store) == {
+        k: metrics[k] for k in ("mean_iou", "iou_50", "iou_75")
+    }
+    current = evaluate_current_locator(registry, records, store)
+    assert current == evaluate_locator(Locator.from_registry(registry), records, store)
+
+    # Boxes come back in pixels of each photo, whatever its size (up to resampling noise).
+    img, (x0, y0, x1, y1) = drawn_photo(random.Random(7))
+    small, big = locator.locate([img, img.resize((SIZE * 3, SIZE * 2))])
+    assert not small.fallback and 0 < small.score <= 1
+    assert big.box == pytest.approx(
+        (small.box[0] * 3, small.box[1] * 2, small.box[2] * 3, small.box[3] * 2), abs=3
+    )
+    inter = max(0, min(x1, small.box[2]) - max(x0, small.box[0])) * max(
+        0, min(y1, small.box[3]) - max(y0, small.box[1])
+    )
+    union = (x1 - x0) * (y1 - y0) + (small.box[2] - small.box[0]) * (small.box[3] - small.box[1])
+    assert inter / (union - inter) > 0.4
+
+
+def test_a_worse_locator_is_saved_but_not_promoted(catalog, registry):
+    store, records = catalog
+    good, _, _ = train_locator(records, store, registry, args=quick_args())
+    worse, _, promoted = train_locator(records, store, registry, args=quick_args(epochs=0))
+    assert not promoted
+    assert registry.current("locator") == good
+    assert worse in registry.versions("locator")
+    forced, _, promoted = train_locator(
+        records, store, registry, args=quick_args(epochs=0, force_promote=True)
+    )
+    assert promoted and registry.current("locator") == forced
+
+
+def test_the_whole_image_baseline_trains_too(catalog, registry):
+    store, records = catalog
+    version, metrics, _ = train_locator(
+        records, store, registry, args=quick_args(arch="whole", epochs=2, amp=True)
+    )
+    assert set(metrics) >= {"mean_iou", "iou_50", "iou_75"}
+    located = Locator.from_registry(registry, version).locate([drawn_photo(random.Random(1))[0]])
+    assert len(located) == 1 and not located[0].fallback
+
+
+def test_no_window_passes_the_threshold_gives_the_whole_photo_flagged(catalog, registry):
+    store, records = catalog
+    version, _, _ = train_locator(records, store, registry, args=quick_args(epochs=1))
+    locator = Locator.from_registry(registry, version)
+    with torch.no_grad():  # a background network that is sure nothing is a dress
+        locator.model.background_head[-1].bias.fill_(-50.0)
+    img = Image.new("RGB", (40, 30), (255, 255, 255))
+    (found,) = locator.locate([img])
+    assert found.fallback
+    assert found.box == (0.0, 0.0, 40.0, 30.0)
+    assert found.score < 0.5
+
+
+def test_no_locator_current_means_none(catalog, registry):
+    store, records = catalog
+    assert Locator.from_registry(registry) is None
+    assert evaluate_current_locator(registry, records, store) is None
+
+
+def test_no_boxed_test_image_is_a_clear_error(catalog, registry):
+    store, records = catalog
+    train_only = [r for r in records if r.split == "train"]
+    with pytest.raises(LocatorDataError, match="no readable test image has a dress box"):
+        train_locator(train_only, store, registry, args=quick_args(epochs=1))
+
+
+def test_resume_after_an_interruption_gives_the_uninterrupted_model(catalog, tmp_path, monkeypatch):
+    store, records = catalog
+    from batch_jobs.locator.data import load_data
+
+    data, _ = load_data(records, store, split="train", input_size=SIZE)
+    args = quick_args(epochs=3, checkpoint=tmp_path / "ckpt.pt", resume=True)
+    config = train_module.config_from_args(args)
+    straight, _ = train_module.fit(data, quick_args(epochs=3), config)
+
+    real = train_module.train_one_epoch
+    calls = {"n": 0}
+
+    def interrupted(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("spot interruption")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.fit(data, args, config)
+    monkeypatch.setattr(train_module, "train_one_epoch", real)
+    resumed, history = train_module.fit(data, args, config)
+
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)

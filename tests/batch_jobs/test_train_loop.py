@@ -1,0 +1,100 @@
+"""The training run on tiny images: it learns, it resumes after a kill, it saves, promotes and
+stores predictions, and it reads the labels as they are in the store when it starts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from facet_fixtures import add_corrupt, add_images, one_thread, tiny_ports
+
+import batch_jobs.train as train_module
+from batch_jobs.facets.checkpoint import checkpoint_key
+from batch_jobs.registry import ModelRegistry
+from batch_jobs.train import default_args, train
+from shared.records import LabelSource
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures(one_thread.__name__)]
+
+TINY = dict(image_size=32, batch_size=8, warmup_epochs=0.5, locator="none", progress=False)
+
+
+@pytest.fixture
+def ports(tmp_path):
+    ports = tiny_ports(tmp_path / "home")
+    add_images(ports, 24)
+    return ports
+
+
+def test_loss_decreases_and_the_model_is_saved_promoted_and_predicts(ports):
+    add_corrupt(ports, "bad/img")
+    result = train(default_args(epochs=6, lr=3e-3, facets=["sleeve"], **TINY), ports)
+    losses = [h["loss"] for h in result.metrics["history"]]
+    assert losses[-1] < 0.7 * losses[0]
+    registry = ModelRegistry(ports.artifacts)
+    assert result.promoted and registry.current("facets") == result.version
+    args = registry.read_json("facets", result.version, "args.json")
+    assert args["snapshot_key"].startswith("snapshots/labels/")
+    assert registry.read_json("facets", result.version, "taxonomy.json") == {
+        "facets": {"sleeve": list(ports.taxonomy.labels("sleeve"))}
+    }
+    assert registry.read_json("facets", result.version, "preprocess.json")["crop"] is None
+    assert [s["image_id"] for s in result.skipped] == ["bad/img"]
+    stored = list(ports.predictions.for_model(result.version))
+    assert len(stored) == 24 and set(stored[0].facets) == {"sleeve"}
+    assert len(stored[0].facets["sleeve"].probs) == len(ports.taxonomy.labels("sleeve"))
+
+
+def test_a_killed_run_resumes_from_its_last_epoch_and_ends_as_an_uninterrupted_one(
+    ports, tmp_path, monkeypatch
+):
+    reference = tiny_ports(tmp_path / "reference")
+    add_images(reference, 24)
+    uninterrupted = train(
+        default_args(epochs=3, run_id="ref", facets=["sleeve"], **TINY), reference
+    )
+
+    real_epoch = train_module.train_one_epoch
+    epochs_run = []
+
+    def spot_interruption(*args, epoch, **kwargs):
+        if epoch == 2 and not epochs_run.count("killed"):
+            epochs_run.append("killed")
+            raise SystemExit("spot interruption")
+        epochs_run.append(epoch)
+        return real_epoch(*args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", spot_interruption)
+    args = default_args(epochs=3, run_id="job-1", facets=["sleeve"], **TINY)
+    with pytest.raises(SystemExit):
+        train(args, ports)
+    assert ports.artifacts.exists(checkpoint_key("job-1"))
+    # Batch retries the job with the same job id: the new process finds the checkpoint.
+    resumed = train(default_args(epochs=3, run_id="job-1", facets=["sleeve"], **TINY), ports)
+    assert epochs_run == [0, 1, "killed", 2]
+    assert [h["epoch"] for h in resumed.metrics["history"]] == [1, 2, 3]
+    assert not ports.artifacts.exists(checkpoint_key("job-1"))  # finished: the registry has it
+    mine = torch.load(_weights(ports, resumed.version), weights_only=True)
+    theirs = torch.load(_weights(reference, uninterrupted.version), weights_only=True)
+    for name, tensor in theirs.items():
+        assert torch.allclose(mine[name].float(), tensor.float(), atol=1e-5), name
+
+
+def _weights(ports, version):
+    import io
+
+    return io.BytesIO(ModelRegistry(ports.artifacts).read("facets", version, "weights.pt"))
+
+
+def test_each_run_trains_on_the_labels_as_they_are_when_it_starts(ports):
+    record = ports.labels.get("p1/img")
+    ports.labels.update_label(
+        "p1/img", "sleeve", "long", source=LabelSource.STAFF, expected_version=record.version
+    )
+    result = train(default_args(epochs=1, facets=["sleeve", "neckline"], **TINY), ports)
+    registry = ModelRegistry(ports.artifacts)
+    key = registry.read_json("facets", result.version, "args.json")["snapshot_key"]
+    lines = [json.loads(x) for x in ports.artifacts.get(key).body.splitlines()]
+    assert {x["image_id"]: x["facets"]["sleeve"] for x in lines}["p1/img"] == "long"
+    assert list(result.metrics["splits"]["test"]) == ["sleeve", "neckline"]
