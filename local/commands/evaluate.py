@@ -15,7 +15,8 @@ def register(commands) -> None:
             "of the train and test splits, and store its prediction of every image. --json FILE "
             'writes {"version": V, "splits": {"train": {FACET: {"macro_f1", "accuracy", '
             '"per_class": {LABEL: {"precision", "recall", "f1", "support"}}, "confusion"}}, '
-            '"test": {...}}}.'
+            '"test": {...}}}, plus "locator": {"mean_iou", "iou_50", "iou_75"} on the test '
+            "split when a dress locator is current."
         ),
     )
     parser.add_argument("--version", default=None, help="model version (default: current)")
@@ -44,17 +45,30 @@ def run(args) -> int:
     import sys
 
     from batch_jobs.evaluate import evaluate_version
+    from batch_jobs.locator.evaluate import evaluate_current_locator
+    from batch_jobs.registry import ModelRegistry
     from local.runtime import LocalRuntime
 
     runtime = LocalRuntime.open(args.home)
-    evaluation = evaluate_version(runtime.ports, args.version, progress=sys.stderr.isatty())
+    ports = runtime.ports
+    evaluation = evaluate_version(ports, args.version, progress=sys.stderr.isatty())
     document = evaluation.document
+    locator = evaluate_current_locator(
+        ModelRegistry(ports.artifacts), ports.labels.scan(), ports.catalog, settings=ports.settings
+    )
+    if locator is not None:
+        document = {**document, "locator": locator}
     if args.json is not None:
         args.json.write_text(json.dumps(document, indent=2))
         print(f"wrote {args.json}")
     print_document(document, f"facet model {document['version']}")
     if evaluation.without_crop is not None:
         print_document(evaluation.without_crop, "the same model on whole photos (without crop)")
+    if locator is not None:
+        print(
+            f"dress locator: mean IoU {locator['mean_iou']:.3f}, IoU >= 0.5 on "
+            f"{locator['iou_50']:.1%}, IoU >= 0.75 on {locator['iou_75']:.1%} of test images"
+        )
     for item in evaluation.skipped:
         print(f"skipped {item.image_id}: {item.reason}")
     return 0

@@ -1,0 +1,60 @@
+"""`dressvision evaluate --json` gains the locator's figures when a locator is current."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+
+import pytest
+from facet_fixtures import one_thread, register_untrained_model
+
+from batch_jobs.locator import train_locator
+from batch_jobs.registry import ModelRegistry
+from local.commands import evaluate
+from local.runtime import LocalRuntime
+from shared.records import LabelRecord
+from tests.batch_jobs.test_locator_train import drawn_photo, png, quick_args
+
+pytestmark = pytest.mark.usefixtures(one_thread.__name__)
+
+
+def run_evaluate(home, out) -> int:
+    parser = argparse.ArgumentParser()
+    evaluate.register(parser.add_subparsers())
+    args = parser.parse_args(["evaluate", "--json", str(out)])
+    args.home = home
+    return args.func(args)
+
+
+def test_the_locator_block_appears_once_a_locator_is_current(tmp_path, capsys):
+    home = tmp_path / "home"
+    ports = LocalRuntime.open(home, environ={}).ports
+    rng = random.Random(5)
+    records = []
+    for i in range(24):
+        img, box = drawn_photo(rng)
+        key = f"catalog/p{i}/a.png"
+        ports.catalog.put(key, png(img))
+        record = LabelRecord(
+            image_id=f"p{i}/a",
+            product_id=f"p{i}",
+            object_key=key,
+            split="test" if i % 4 == 0 else "train",
+            bbox=box,
+            facets={"sleeve": "long"},
+        )
+        ports.labels.register(record)
+        records.append(record)
+    register_untrained_model(ports)
+    out = tmp_path / "eval.json"
+
+    assert run_evaluate(home, out) == 0
+    assert "locator" not in json.loads(out.read_text())
+
+    train_locator(records, ports.catalog, ModelRegistry(ports.artifacts), args=quick_args())
+    assert run_evaluate(home, out) == 0
+    block = json.loads(out.read_text())["locator"]
+    assert set(block) == {"mean_iou", "iou_50", "iou_75"}
+    assert 0.0 <= block["iou_75"] <= block["iou_50"] <= 1.0
+    assert "dress locator: mean IoU" in capsys.readouterr().out
