@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from batch_jobs.crop import DEFAULT_MARGIN
+from batch_jobs.crossval import out_of_fold_predictions
 from batch_jobs.evaluate import evaluate_records, store_predictions, summary
 from batch_jobs.facets.checkpoint import (
     checkpoint_key,
@@ -149,6 +150,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="height / width of the model input for dress crops (default 1.5)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--oof-folds",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also store out-of-fold predictions of the train split from K models, each "
+        "trained without one fold of products (the relabel loop needs them; K extra trainings)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument(
         "--no-amp", dest="amp", action="store_false", help="float32 only (no bf16/fp16 autocast)"
@@ -198,6 +207,8 @@ def check_args(args: argparse.Namespace, taxonomy: Taxonomy) -> None:
         taxonomy.labels(facet)  # raises UnknownLabelError naming the allowed facets
     if args.epochs < 1 or args.batch_size < 1:
         raise ConfigurationError("--epochs and --batch-size must be at least 1")
+    if args.oof_folds == 1 or args.oof_folds < 0:
+        raise ConfigurationError("--oof-folds must be 0 (off) or at least 2")
     if args.weights is not None and not Path(args.weights).is_file():
         raise ConfigurationError(f"--weights {args.weights}: no such file")
 
@@ -504,6 +515,21 @@ def train(args: argparse.Namespace, ports: Ports) -> TrainResult:
     store_predictions(ports.predictions, version, prepared, evaluation.probs, taxonomy)
     delete_checkpoint(ports.artifacts, ckpt_key)
     timer["save"] = time.perf_counter()
+    if args.oof_folds:
+        out_of_fold_predictions(
+            args,
+            taxonomy,
+            prepared,
+            targets,
+            labelled,
+            config,
+            ports,
+            version,
+            folds=args.oof_folds,
+            checkpoint_key=ckpt_key,
+            progress=progress,
+        )
+        timer["out_of_fold"] = time.perf_counter()
     log.info("facet model %s: test macro F1 %.3f, promoted=%s", version, metrics[METRIC], promoted)
     return TrainResult(version, promoted, metrics, skipped, _durations(timer), locator_summary)
 

@@ -42,6 +42,13 @@ def register(commands) -> None:
     parser.add_argument("--seed", type=int, default=None, help="default 0")
     parser.add_argument("--force", action="store_true", help="promote even if worse")
     parser.add_argument(
+        "--oof-folds",
+        type=int,
+        default=None,
+        metavar="K",
+        help="also store out-of-fold predictions from K models (needed by `dressvision review`)",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help='print {"version", "promoted", "test_macro_f1", "facets": {FACET: {"train", '
@@ -61,6 +68,7 @@ def training_args(args):
         "weights": str(args.weights) if args.weights else None,
         "seed": args.seed,
         "facets": facet_list(args.facets) if args.facets else None,
+        "oof_folds": args.oof_folds,
     }
     return default_args(
         **{k: v for k, v in chosen.items() if v is not None},
