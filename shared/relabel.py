@@ -69,12 +69,14 @@ class SuspiciousLabel:
         }
 
 
-def _out_of_sample_probs(ports: Ports, model_version: str) -> dict[str, dict[str, list[float]]]:
+def _out_of_sample_probs(
+    ports: Ports, model_version: str, records: list[LabelRecord]
+) -> dict[str, dict[str, list[float]]]:
     """image id -> facet -> probability vector, from predictions no model trained on."""
     test = {p.image_id: p for p in ports.predictions.for_model(model_version)}
     oof = {p.image_id: p for p in ports.predictions.for_model(oof_version(model_version))}
     probs: dict[str, dict[str, list[float]]] = {}
-    for record in ports.labels.scan():
+    for record in records:
         source = test if record.split == "test" else oof
         prediction = source.get(record.image_id)
         if prediction is not None:
@@ -90,8 +92,9 @@ def find_suspicious(
     facets = [facet] if facet else list(taxonomy.facet_names)
     for name in facets:
         taxonomy.labels(name)  # an unknown facet is an error naming the known ones
-    probs = _out_of_sample_probs(ports, model_version)
-    records = {r.image_id: r for r in ports.labels.scan() if r.status == ImageStatus.OK}
+    usable = [r for r in ports.labels.scan() if r.status == ImageStatus.OK]  # one scan
+    probs = _out_of_sample_probs(ports, model_version, usable)
+    records = {r.image_id: r for r in usable}
     open_pairs = {(t.image_id, t.facet) for t in ports.tasks.list("open")}
     suspects: list[SuspiciousLabel] = []
     for name in facets:
