@@ -90,7 +90,7 @@ def out_of_fold_predictions(
         delete_checkpoint(ports.artifacts, fold_key)
         part = subset(prepared, held)
         probs: dict[str, np.ndarray] = predict_prepared(
-            fit.model, part, config, fit.device, dtype=fit.dtype, progress=progress
+            fit.final_model, part, config, fit.device, dtype=fit.dtype, progress=progress
         )
         stored += store_predictions(ports.predictions, oof_version(version), part, probs, taxonomy)
     return stored

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from batch_jobs.crop import DEFAULT_MARGIN
@@ -125,6 +126,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        metavar="DECAY",
+        help="keep an exponential moving average of the weights with this "
+        "decay per step (e.g. 0.998) and save it; 0 = off",
+    )
+    parser.add_argument(
         "--no-class-weights",
         dest="class_weights",
         action="store_false",
@@ -142,12 +151,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_MARGIN,
         help=f"widen the located box by this share per side ({DEFAULT_MARGIN})",
-    )
-    parser.add_argument(
-        "--crop-aspect",
-        type=float,
-        default=1.5,
-        help="height / width of the model input for dress crops (default 1.5)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -358,8 +361,14 @@ class Fit:
     data: TensorImages
     device: torch.device
     dtype: torch.dtype | None
+    ema: AveragedModel | None = None
     history: list[dict] = field(default_factory=list)
     start_epoch: int = 0
+
+    @property
+    def final_model(self) -> FacetNet:
+        """The weights to keep: the moving average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
 
 def build_fit(
@@ -390,12 +399,19 @@ def build_fit(
     scheduler = warmup_cosine(optimizer, steps * args.epochs, round(steps * args.warmup_epochs))
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     fit = Fit(model, criterion.to(device), optimizer, scheduler, scaler, data, device, dtype)
+    if args.ema > 0:
+        # BatchNorm statistics are averaged too (use_buffers), so the average is usable as is.
+        fit.ema = AveragedModel(
+            model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True
+        )
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         if scaler is not None and checkpoint.get("scaler"):
             scaler.load_state_dict(checkpoint["scaler"])
+        if fit.ema is not None:
+            fit.ema.load_state_dict(checkpoint["ema"])
         fit.start_epoch = checkpoint["epoch"]
         fit.history = list(checkpoint.get("history", []))
     return fit
@@ -425,6 +441,7 @@ def run_epochs(
                 fit.device,
                 dtype=fit.dtype,
                 scaler=fit.scaler,
+                ema=fit.ema,
                 epoch=epoch,
                 progress=progress,
             )
@@ -436,6 +453,7 @@ def run_epochs(
                     "optimizer": fit.optimizer.state_dict(),
                     "scheduler": fit.scheduler.state_dict(),
                     "scaler": fit.scaler.state_dict() if fit.scaler is not None else None,
+                    "ema": fit.ema.state_dict() if fit.ema is not None else None,
                     "epoch": epoch + 1,
                     "args": vars(args),
                     "history": fit.history,
@@ -461,8 +479,7 @@ def train(args: argparse.Namespace, ports: Ports) -> TrainResult:
     timer["snapshot"] = time.perf_counter()
 
     crop = CropConfig(args.locator_version, args.crop_margin) if locator is not None else None
-    aspect = args.crop_aspect if crop is not None else 1.0
-    config = PreprocessConfig(image_size=args.image_size, crop=crop, aspect=aspect)
+    config = PreprocessConfig(image_size=args.image_size, crop=crop)
     prepared = load_data(
         records, ports, config, locator=locator, workers=args.workers, progress=progress
     )
@@ -482,7 +499,7 @@ def train(args: argparse.Namespace, ports: Ports) -> TrainResult:
 
     version = registry.new_version(KIND)
     tagger = FacetTagger(
-        fit.model,
+        fit.final_model,
         config,
         taxonomy,
         version=version,
@@ -508,7 +525,7 @@ def train(args: argparse.Namespace, ports: Ports) -> TrainResult:
         "skipped": skipped,
         "history": fit.history,
     }
-    registry.save(KIND, version, model_files(fit.model, config, taxonomy, metrics, args))
+    registry.save(KIND, version, model_files(fit.final_model, config, taxonomy, metrics, args))
     promoted = _promotable(registry, args.facets, args.force) and registry.promote(
         KIND, version, metric=METRIC, force=args.force
     )

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -50,11 +51,13 @@ def train_one_epoch(
     *,
     dtype: torch.dtype | None,
     scaler: torch.amp.GradScaler | None = None,
+    ema: AveragedModel | None = None,
     epoch: int = 0,
     progress: bool = False,
 ) -> float:
     """Train for one pass over `loader` (uint8 images, (N, F) targets); the scheduler steps
-    every batch. Returns the mean loss. Raises FloatingPointError if the loss diverges."""
+    and `ema` (an exponential moving average of the weights) follows every batch. Returns the
+    mean loss. Raises FloatingPointError if the loss diverges."""
     model.train()
     total, seen = 0.0, 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}", unit="batch", disable=not progress, leave=False)
@@ -77,6 +80,8 @@ def train_one_epoch(
             loss.backward()
             optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         total += loss.item() * len(images)
         seen += len(images)
         bar.set_postfix(loss=f"{total / seen:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")

@@ -75,21 +75,15 @@ def test_corrupt_and_missing_images_are_skipped_and_reported(tmp_path):
     assert "corrupt" in reasons["bad/img"]
 
 
-def test_a_dress_crop_is_shaped_to_the_input_aspect_then_resized_without_distortion():
+def test_a_dress_crop_is_squashed_to_the_square_input():
     from PIL import Image
 
-    from batch_jobs.facets.preprocess import CropConfig, fit_aspect, prepare_image
+    from batch_jobs.facets.preprocess import CropConfig, prepare_image
 
-    assert fit_aspect((10, 10, 30, 80), 1.5) == pytest.approx((-3.333, 10, 43.333, 80), abs=1e-3)
-    assert fit_aspect((0, 0, 100, 50), 1.5) == pytest.approx((0, -50, 100, 100))
-    config = PreprocessConfig(image_size=64, crop=CropConfig("v1", 0.0), aspect=1.5)
-    assert (config.height, config.width) == (80, 56)  # multiples of 8
     img = Image.new("RGB", (200, 200), (255, 255, 255))
     img.paste((255, 0, 0), (90, 40, 110, 160))  # a red 20 x 120 dress
+    config = PreprocessConfig(image_size=32, crop=CropConfig("v1", 0.0))
     out = prepare_image(img, config, (90, 40, 110, 160))
-    assert out.shape == (3, 80, 56)
-    red_columns = (out[0, 40] > 200) & (out[1, 40] < 60)
-    # The box became 84 px wide (120 px tall at 80:56): the dress keeps 20/84 of the width.
-    assert int(red_columns.sum()) == pytest.approx(56 * 20 / 84, abs=1.5)
-    whole = prepare_image(img, PreprocessConfig(image_size=32))
-    assert whole.shape == (3, 32, 32)
+    assert out.shape == (3, 32, 32)
+    assert bool(((out[0] > 200) & (out[1] < 60)).all())  # nothing but the dress is left
+    assert prepare_image(img, PreprocessConfig(image_size=32)).shape == (3, 32, 32)

@@ -52,7 +52,7 @@ def test_a_killed_run_resumes_from_its_last_epoch_and_ends_as_an_uninterrupted_o
     reference = tiny_ports(tmp_path / "reference")
     add_images(reference, 24)
     uninterrupted = train(
-        default_args(epochs=3, run_id="ref", facets=["sleeve"], **TINY), reference
+        default_args(epochs=3, run_id="ref", facets=["sleeve"], ema=0.9, **TINY), reference
     )
 
     real_epoch = train_module.train_one_epoch
@@ -66,12 +66,14 @@ def test_a_killed_run_resumes_from_its_last_epoch_and_ends_as_an_uninterrupted_o
         return real_epoch(*args, epoch=epoch, **kwargs)
 
     monkeypatch.setattr(train_module, "train_one_epoch", spot_interruption)
-    args = default_args(epochs=3, run_id="job-1", facets=["sleeve"], **TINY)
+    args = default_args(epochs=3, run_id="job-1", facets=["sleeve"], ema=0.9, **TINY)
     with pytest.raises(SystemExit):
         train(args, ports)
     assert ports.artifacts.exists(checkpoint_key("job-1"))
     # Batch retries the job with the same job id: the new process finds the checkpoint.
-    resumed = train(default_args(epochs=3, run_id="job-1", facets=["sleeve"], **TINY), ports)
+    resumed = train(
+        default_args(epochs=3, run_id="job-1", facets=["sleeve"], ema=0.9, **TINY), ports
+    )
     assert epochs_run == [0, 1, "killed", 2]
     assert [h["epoch"] for h in resumed.metrics["history"]] == [1, 2, 3]
     assert not ports.artifacts.exists(checkpoint_key("job-1"))  # finished: the registry has it
