@@ -142,7 +142,9 @@ def _neck_v() -> list[tuple[float, float]]:
 
 
 def _neck_boat() -> list[tuple[float, float]]:
-    return [(0.0, 0.182), (0.04, 0.179), _on_shoulder(0.078)]
+    # A bateau: wide and shallow, almost shoulder to shoulder, a band of skin above it. Drawn
+    # narrower and higher, it read as a crew at the model's 128 px.
+    return [(0.0, 0.2), (0.05, 0.196), _on_shoulder(0.1)]
 
 
 def _neck_sweetheart() -> list[tuple[float, float]]:
@@ -172,7 +174,7 @@ class _Neckline:
 _NECKLINES: dict[str, _Neckline] = {
     "v-neck": _Neckline(_neck_v, shoulders=True),
     "crew": _Neckline(_neck_crew, shoulders=True),
-    "boat": _Neckline(_neck_boat, shoulders=True, strap_x=0.094),
+    "boat": _Neckline(_neck_boat, shoulders=True, strap_x=0.11),
     "sweetheart": _Neckline(_neck_sweetheart, shoulders=False, straps=True),
     "halter": _Neckline(_neck_halter, shoulders=False, neck_band=True),
 }
