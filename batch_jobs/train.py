@@ -64,6 +64,8 @@ from shared.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
+DEFAULT_BODICE = 0.3  # the top 30% of the crop gets half the rows: the neckline 1.67x larger
+
 # Options that describe the machine, not the run: a resumed run takes them from its new call.
 RUNTIME_OPTIONS = ("progress", "device", "workers", "resume")
 
@@ -112,8 +114,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="spatial transformer in front of the backbone (identity at start)",
     )
     parser.add_argument("--image-size", type=int, default=128, help="pixels (default 128)")
-    parser.add_argument("--epochs", type=int, default=30, help="default 30")
-    parser.add_argument("--batch-size", type=int, default=64, help="default 64")
+    parser.add_argument("--epochs", type=int, default=45, help="default 45")
+    parser.add_argument("--batch-size", type=int, default=32, help="default 32")
     parser.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
@@ -121,10 +123,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument(
         "--warmup-epochs",
         type=float,
-        default=1.0,
-        help="linear warm-up before the cosine decay (default 1)",
+        default=2.0,
+        help="linear warm-up before the cosine decay (default 2)",
     )
-    parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--label-smoothing", type=float, default=0.1, help="default 0.1")
     parser.add_argument(
         "--ema",
         type=float,
@@ -151,6 +153,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_MARGIN,
         help=f"widen the located box by this share per side ({DEFAULT_MARGIN})",
+    )
+    parser.add_argument(
+        "--bodice",
+        type=float,
+        default=DEFAULT_BODICE,
+        help="the top share of the dress crop magnified to the upper half of the input "
+        f"(default {DEFAULT_BODICE}; 0.5 = uniform)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -478,7 +487,11 @@ def train(args: argparse.Namespace, ports: Ports) -> TrainResult:
     locator, locator_summary = _locator_for(args, records, ports, registry)
     timer["snapshot"] = time.perf_counter()
 
-    crop = CropConfig(args.locator_version, args.crop_margin) if locator is not None else None
+    crop = (
+        CropConfig(args.locator_version, args.crop_margin, args.bodice)
+        if locator is not None
+        else None
+    )
     config = PreprocessConfig(image_size=args.image_size, crop=crop)
     prepared = load_data(
         records, ports, config, locator=locator, workers=args.workers, progress=progress

@@ -46,21 +46,13 @@ def imported_home(work: Path, name: str, products: int, seed: int) -> LocalRunti
     return runtime
 
 
-def cli_args(**flags) -> argparse.Namespace:
-    """The flags of `dressvision train` as its parser leaves them (defaults)."""
-    base = {
-        "epochs": None,
-        "image_size": None,
-        "arch": None,
-        "weights": None,
-        "stn": False,
-        "facets": None,
-        "locator": "train",
-        "seed": None,
-        "force": False,
-        "json": True,
-    }
-    return argparse.Namespace(**{**base, **flags})
+def cli_args(*argv: str) -> argparse.Namespace:
+    """`dressvision train ARGV` as the command's own parser reads it (defaults included)."""
+    from local.commands import train as train_command
+
+    parser = argparse.ArgumentParser(prog="dressvision")
+    train_command.register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["train", *argv])
 
 
 def copy_models(source: LocalRuntime, target: LocalRuntime) -> None:
@@ -92,7 +84,25 @@ def main() -> int:
     started = time.perf_counter()
     from batch_jobs.train import train
 
-    result = train(training_args(cli_args()), runtime.ports)
+    job_args = training_args(cli_args("--json"))
+    recipe = {
+        name: getattr(job_args, name)
+        for name in (
+            "arch",
+            "image_size",
+            "epochs",
+            "batch_size",
+            "optimizer",
+            "lr",
+            "warmup_epochs",
+            "label_smoothing",
+            "ema",
+            "crop_margin",
+            "bodice",
+            "seed",
+        )
+    }
+    result = train(job_args, runtime.ports)
     command_s = time.perf_counter() - started
     trained = summarize(result)
     facet_s = sum(v for k, v in result.seconds.items() if k != "total" and k != "snapshot")
@@ -111,6 +121,7 @@ def main() -> int:
             f"dressvision synth-catalog FRESH --products {args.fresh_products} "
             f"--seed {args.fresh_seed}; import into H2 with H's models; dressvision evaluate",
         ],
+        "recipe": recipe,
         "images": result.metrics["images"],
         "seconds": {
             "whole_command": round(command_s, 1),

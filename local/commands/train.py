@@ -22,7 +22,7 @@ def register(commands) -> None:
             "F1 is not worse than the current model's. Predictions of every image are stored."
         ),
     )
-    parser.add_argument("--epochs", type=int, default=None, help="default 30")
+    parser.add_argument("--epochs", type=int, default=None, help="default 45")
     parser.add_argument("--image-size", type=int, default=None, help="pixels (default 128)")
     parser.add_argument("--arch", default=None, help="torchvision ResNet (default resnet18)")
     parser.add_argument(

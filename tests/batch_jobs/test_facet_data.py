@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from facet_fixtures import add_corrupt, add_images, tiny_ports
@@ -87,3 +89,22 @@ def test_a_dress_crop_is_squashed_to_the_square_input():
     assert out.shape == (3, 32, 32)
     assert bool(((out[0] > 200) & (out[1] < 60)).all())  # nothing but the dress is left
     assert prepare_image(img, PreprocessConfig(image_size=32)).shape == (3, 32, 32)
+
+
+def test_the_bodice_zoom_gives_the_top_of_the_crop_half_the_rows():
+    from PIL import Image
+
+    from batch_jobs.facets.preprocess import CropConfig, prepare_image
+
+    img = Image.new("RGB", (100, 200), (255, 255, 255))
+    img.paste((255, 0, 0), (0, 0, 100, 50))  # the top quarter of the crop is red
+    config = PreprocessConfig(image_size=40, crop=CropConfig("v1", 0.0, bodice=0.25))
+    out = prepare_image(img, config, (0, 0, 100, 200))
+    red_rows = ((out[0] > 200) & (out[1] < 60)).all(dim=1)
+    assert int(red_rows.sum()) == pytest.approx(20, abs=1)  # 25% of the crop -> 50% of rows
+    uniform = prepare_image(img, replace(config, crop=CropConfig("v1", 0.0)), (0, 0, 100, 200))
+    assert int(((uniform[0] > 200) & (uniform[1] < 60)).all(dim=1).sum()) == pytest.approx(
+        10, abs=1
+    )
+    with pytest.raises(ValueError, match="bodice"):
+        CropConfig("v1", 0.1, bodice=1.0)

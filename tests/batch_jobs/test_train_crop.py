@@ -56,7 +56,7 @@ def test_training_and_inference_crop_with_the_same_locator_version(tmp_path, mon
         ports,
     )
     config = registry.read_json("facets", result.version, "preprocess.json")
-    assert config["crop"] == {"locator_version": first, "margin": 0.1}
+    assert config["crop"] == {"locator_version": first, "margin": 0.1, "bodice": 0.3}
     assert result.metrics["without_crop"]["splits"]["test"]["sleeve"]["macro_f1"] >= 0.0
     stored = ports.predictions.get("p1/img", result.version)
     assert stored.bbox == (0.0, 0.0, 24.0, 24.0) and stored.bbox_score == pytest.approx(0.9)
