@@ -135,6 +135,7 @@ def main() -> int:
         "fresh_catalog": {
             "products": args.fresh_products,
             "seed": args.fresh_seed,
+            "images": len(evaluation.prepared.records),
             "macro_f1_all_images": all_images_report(evaluation, taxonomy),
             "macro_f1_without_crop": _f1s(without, "test"),
         },
