@@ -106,12 +106,20 @@ def store_predictions(
     taxonomy: Taxonomy,
 ) -> int:
     """Put one PredictionRecord per prepared image (every facet, full probability vectors)."""
-    for row, record in enumerate(prepared.records):
-        tagged = Tagged(
-            facet_predictions(probs, row, taxonomy), prepared.boxes[row], prepared.box_scores[row]
+    records = [
+        prediction_record(
+            record.image_id,
+            version,
+            Tagged(
+                facet_predictions(probs, row, taxonomy),
+                prepared.boxes[row],
+                prepared.box_scores[row],
+            ),
         )
-        store.put(prediction_record(record.image_id, version, tagged))
-    return len(prepared.records)
+        for row, record in enumerate(prepared.records)
+    ]
+    store.put_many(records)
+    return len(records)
 
 
 def evaluate_records(

@@ -132,17 +132,12 @@ def run_inference(
                 continue
             tagged = tag_batch(tagger, [item for _, item in good])
             records = [tagger.record(e.image_id, t) for (e, _), t in zip(good, tagged, strict=True)]
-            pending.append(writer.submit(_put_all, ports, records))
+            pending.append(writer.submit(ports.predictions.put_many, records))
             report.tagged += len(records)
         for future in pending:
             future.result()  # a store failure fails the job (Batch retries it)
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _put_all(ports: Ports, records: list) -> None:
-    for record in records:
-        ports.predictions.put(record)
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:

@@ -42,6 +42,10 @@ class ConflictError(DressvisionError):
     """An optimistic-lock conflict: the record changed since it was read. Re-read and retry."""
 
 
+class StoreThrottledError(DressvisionError):
+    """A store kept refusing writes for lack of capacity after retries; retry the job later."""
+
+
 class UnsafeKeyError(DressvisionError, ValueError):
     """An object key that would escape the store's root or is otherwise not allowed."""
 

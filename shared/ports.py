@@ -8,7 +8,7 @@ Adapters: `shared/stores/` (DynamoDB, SQLite), `shared/objects/` (S3, local fold
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -180,6 +180,12 @@ class PredictionStore(ABC):
     @abstractmethod
     def put(self, record: PredictionRecord) -> None:
         """Store (or idempotently replace) the prediction of one model version for one image."""
+
+    def put_many(self, records: Sequence[PredictionRecord]) -> None:
+        """`put` each record; backends override it with one transaction or batched requests
+        (a batch job writes thousands)."""
+        for record in records:
+            self.put(record)
 
     @abstractmethod
     def get(self, image_id: str, model_version: str) -> PredictionRecord | None: ...

@@ -11,14 +11,15 @@ The key names below are the schema: `infra/` imports them so the CDK tables matc
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.errors import ConfigurationError, ConflictError, NotFoundError
+from shared.errors import ConfigurationError, ConflictError, NotFoundError, StoreThrottledError
 from shared.ports import (
     LabelStore,
     PredictionStore,
@@ -39,6 +40,8 @@ BODY = "body"  # the record's JSON
 VERSION = "version"  # the label record's optimistic-lock counter, a number
 
 PAGE_SIZE = 500  # items per Scan/Query page
+BATCH_WRITE_SIZE = 25  # BatchWriteItem's limit
+BATCH_ATTEMPTS = 8  # requests per batch while DynamoDB leaves items unprocessed
 REGISTER_ATTEMPTS = 10  # concurrent uploads of one image are rare; 10 conflicts in a row is a bug
 
 # Why a transaction was cancelled that means "someone else wrote first": re-read and retry.
@@ -228,6 +231,36 @@ class DynamoDBPredictionStore(_DynamoDBTable, PredictionStore):
         }
         with self._errors():
             self.client.put_item(TableName=self.table_name, Item=item)
+
+    def put_many(self, records: Sequence[PredictionRecord]) -> None:
+        """BatchWriteItem, 25 items a request; what DynamoDB leaves unprocessed (throttling) is
+        sent again with a growing pause, and an error after `BATCH_ATTEMPTS` requests."""
+        latest = {(r.image_id, r.model_version): r for r in records}  # a batch refuses twins
+        items = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        **_prediction_key(r.image_id, r.model_version),
+                        BODY: {"S": r.model_dump_json()},
+                    }
+                }
+            }
+            for r in latest.values()
+        ]
+        for start in range(0, len(items), BATCH_WRITE_SIZE):
+            pending = items[start : start + BATCH_WRITE_SIZE]
+            for attempt in range(BATCH_ATTEMPTS):
+                with self._errors():
+                    response = self.client.batch_write_item(RequestItems={self.table_name: pending})
+                pending = response.get("UnprocessedItems", {}).get(self.table_name, [])
+                if not pending:
+                    break
+                time.sleep(min(2.0, 0.05 * 2**attempt))
+            else:
+                raise StoreThrottledError(
+                    f"DynamoDB left {len(pending)} predictions unprocessed after "
+                    f"{BATCH_ATTEMPTS} attempts (throttled); the job can be retried"
+                )
 
     def get(self, image_id: str, model_version: str) -> PredictionRecord | None:
         with self._errors():

@@ -9,7 +9,7 @@ are stored as their JSON plus the key columns we query on.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -203,11 +203,15 @@ class SqlitePredictionStore(PredictionStore):
         self._db = _Database(path, PREDICTIONS_SCHEMA)
 
     def put(self, record: PredictionRecord) -> None:
+        self.put_many([record])
+
+    def put_many(self, records: Sequence[PredictionRecord]) -> None:
+        """All in one transaction: one commit instead of one per record."""
         with self._db.writing() as conn:
-            conn.execute(
+            conn.executemany(
                 "INSERT OR REPLACE INTO predictions (image_id, model_version, body) "
                 "VALUES (?, ?, ?)",
-                (record.image_id, record.model_version, record.model_dump_json()),
+                [(r.image_id, r.model_version, r.model_dump_json()) for r in records],
             )
 
     def get(self, image_id: str, model_version: str) -> PredictionRecord | None:

@@ -17,7 +17,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from shared.errors import ConfigurationError, ConflictError, NotFoundError
+from shared.errors import ConfigurationError, ConflictError, NotFoundError, StoreThrottledError
 from shared.ports import LabelStore, PredictionStore, RegisterOutcome
 from shared.records import FacetPrediction, LabelRecord, LabelSource, PredictionRecord
 from shared.stores import dynamodb, sqlite
@@ -385,6 +385,41 @@ def test_put_again_replaces_the_prediction(backend):
 
     assert predictions.get(IMAGE, "m1") == replacement
     assert list(predictions.for_model("m1")) == [replacement]
+
+
+def test_put_many_stores_every_record_and_the_last_of_twins_wins(backend):
+    predictions = backend.predictions()
+    records = [prediction(f"p{i}/front") for i in range(30)]  # more than one DynamoDB batch
+    replacement = prediction("p0/front", label="sheath")
+
+    predictions.put_many([*records, replacement])
+    predictions.put_many([replacement])  # a retried job writes the same again
+
+    stored = {p.image_id: p for p in predictions.for_model("m1")}
+    assert sorted(stored) == sorted(r.image_id for r in records)
+    assert stored["p0/front"] == replacement
+    assert stored["p29/front"] == records[29]
+
+
+def test_put_many_sends_again_what_dynamodb_left_unprocessed(monkeypatch):
+    monkeypatch.setattr(dynamodb.time, "sleep", lambda s: None)
+    calls: list[int] = []
+
+    class Throttling:
+        def batch_write_item(self, RequestItems):
+            items = RequestItems["Predictions"]
+            calls.append(len(items))
+            left = items[1:] if len(calls) < 3 else []  # one item at a time gets through
+            return {"UnprocessedItems": {"Predictions": left} if left else {}}
+
+    store = DynamoDBPredictionStore("Predictions", client=Throttling())
+    store.put_many([prediction(f"p{i}/front") for i in range(3)])
+    assert calls == [3, 2, 1]
+
+    calls.clear()
+    monkeypatch.setattr(dynamodb, "BATCH_ATTEMPTS", 2)
+    with pytest.raises(StoreThrottledError, match="unprocessed"):
+        store.put_many([prediction(f"p{i}/front") for i in range(3)])
 
 
 def test_labels_and_predictions_share_one_sqlite_file(tmp_path):
