@@ -24,6 +24,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,6 +160,16 @@ def main() -> int:
 
     a = model_only(tagger, args.batch_size, args.seconds)
     b = end_to_end(ports, tagger, repeated, args.batch_size, args.workers)
+    b_plain = None
+    if tagger.config.crop is not None:  # the same pipeline without locating, for reference
+        plain = FacetTagger(
+            tagger.model,
+            replace(tagger.config, crop=None),
+            tagger.taxonomy,
+            version=tagger.version,
+            device=tagger.device,
+        )
+        b_plain = end_to_end(ports, plain, repeated, args.batch_size, args.workers)
     c = naive(ports, tagger, entries[: args.naive_images])
     result = {
         "machine": {
@@ -166,6 +177,7 @@ def main() -> int:
             "processor": platform.processor() or platform.machine(),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "load_average_at_end": os.getloadavg(),
         },
         "model": {
@@ -179,6 +191,7 @@ def main() -> int:
         "a_model_only_images_per_s": round(a, 1),
         "b_end_to_end_images_per_s": round(b["images_per_s"], 1),
         "b_details": b,
+        "b_without_locator_images_per_s": round(b_plain["images_per_s"], 1) if b_plain else None,
         "c_naive_images_per_s": round(c, 1),
         "b_over_a": round(b["images_per_s"] / a, 3),
         "b_over_c": round(b["images_per_s"] / c, 2),
