@@ -23,9 +23,9 @@ def register(commands) -> None:
             "quick on purpose: see bench/ for the real figures."
         ),
     )
-    parser.add_argument("--products", type=int, default=60, help="products (default 60)")
+    parser.add_argument("--products", type=int, default=150, help="products (default 150)")
     parser.add_argument("--seed", type=int, default=7, help="catalog seed (default 7)")
-    parser.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+    parser.add_argument("--epochs", type=int, default=25, help="training epochs (default 25)")
     parser.add_argument(
         "--skip-training", action="store_true", help="stop after the import (no torch needed)"
     )
@@ -109,21 +109,34 @@ def _train_tag_and_relabel(runtime: LocalRuntime, catalog: Path, args, interacti
     from shared.relabel import collect, find_suspicious, publish_tasks
 
     ports = runtime.ports
-    _heading(f"5. Train the facet model ({args.epochs} epochs, with out-of-fold predictions)")
+    _heading(
+        f"5. Train the dress locator, then the facet model on its crops ({args.epochs} epochs, "
+        "with out-of-fold predictions)"
+    )
     result = train(
         default_args(
-            epochs=args.epochs, image_size=96, oof_folds=2, force=True, progress=interactive
+            epochs=args.epochs,
+            image_size=96,
+            oof_folds=2,
+            locator="train",
+            force=True,
+            progress=interactive,
         ),
         ports,
     )
+    if result.locator:
+        print(
+            f"locator {result.locator['version']}: mean IoU {result.locator['mean_iou']:.2f} "
+            "on the test split"
+        )
     test = result.metrics["splits"]["test"]
     print(
         f"facet model {result.version}: test macro F1 "
         + ", ".join(f"{facet} {report['macro_f1']:.2f}" for facet, report in test.items())
     )
     print(
-        f"(trained in {result.seconds.get('total', 0):.0f} s from random weights on 60 products: "
-        "a toy model that shows the plumbing, not the quality)"
+        f"(trained in {result.seconds.get('total', 0):.0f} s from random weights on "
+        f"{args.products} products: a toy model that shows the plumbing, not the quality)"
     )
 
     _heading("6. Tag a few photos")
