@@ -41,12 +41,11 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from batch_jobs.facets.predictor import KIND as FACETS  # noqa: E402
 from local.commands.importer import import_catalog  # noqa: E402
 from local.runtime import LocalRuntime  # noqa: E402
 from local.synth_catalog import generate_catalog  # noqa: E402
 from shared.records import ImageStatus, LabelRecord  # noqa: E402
-
-FACETS = "facets"
 
 RESULTS = ROOT / "bench" / "results" / "loop.json"
 RETRAIN_THRESHOLD = 20
