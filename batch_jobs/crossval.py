@@ -23,7 +23,7 @@ from batch_jobs.evaluate import predict_prepared, store_predictions
 from batch_jobs.facets.checkpoint import delete_checkpoint
 from batch_jobs.facets.data import PreparedImages
 from batch_jobs.facets.preprocess import PreprocessConfig
-from shared.backends import Ports
+from shared.ports import Ports
 from shared.relabel import oof_version
 from shared.taxonomy import Taxonomy
 

@@ -27,12 +27,12 @@ from batch_jobs.facets.engine import predict_probs
 from batch_jobs.facets.metrics import mean_macro_f1, split_report
 from batch_jobs.facets.predictor import FacetTagger, Tagged, facet_predictions, prediction_record
 from batch_jobs.facets.preprocess import PreprocessConfig
-from batch_jobs.registry import ModelRegistry
-from shared.backends import Ports, build_ports
+from shared.backends import build_ports
 from shared.env import Settings
 from shared.errors import NotFoundError
-from shared.ports import PredictionStore
+from shared.ports import Ports, PredictionStore
 from shared.records import ImageStatus, LabelRecord
+from shared.registry import ModelRegistry
 from shared.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)

@@ -27,12 +27,12 @@ import torch
 from batch_jobs.facets.data import LOAD_ERRORS, Skipped, chunks, decode_ahead, read_image
 from batch_jobs.facets.predictor import FacetTagger, Tagged, facet_predictions
 from batch_jobs.facets.preprocess import prepare_image
-from batch_jobs.registry import ModelRegistry
-from shared.backends import Ports, build_ports
+from shared.backends import build_ports
 from shared.env import BATCH_ARRAY_INDEX, Settings
 from shared.errors import InvalidImageError, NotFoundError
 from shared.messages import ManifestEntry
-from shared.ports import ObjectStore
+from shared.ports import ObjectStore, Ports
+from shared.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 

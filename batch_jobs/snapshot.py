@@ -8,11 +8,11 @@ traced back to the exact labels it learned from (the key goes into its args.json
 
 from __future__ import annotations
 
-from batch_jobs.registry import unique_stamp
 from shared.errors import NotFoundError
 from shared.keys import snapshot_key
 from shared.ports import LabelStore, ObjectStore
 from shared.records import ImageStatus, LabelRecord
+from shared.registry import unique_stamp
 
 
 def export_snapshot(labels: LabelStore, artifacts: ObjectStore) -> tuple[str, list[LabelRecord]]:

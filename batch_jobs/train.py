@@ -54,12 +54,13 @@ from batch_jobs.facets.loss import UNKNOWN, MaskedWeightedCrossEntropy, balanced
 from batch_jobs.facets.model import DEFAULT_ARCH, FacetNet, backbone_names, create_model
 from batch_jobs.facets.predictor import KIND, METRIC, FacetTagger, load_locator
 from batch_jobs.facets.preprocess import CropConfig, PreprocessConfig
-from batch_jobs.registry import ModelRegistry, unique_stamp
 from batch_jobs.snapshot import export_snapshot, read_snapshot
-from shared.backends import Ports, build_ports
+from shared.backends import build_ports
 from shared.env import BATCH_JOB_ID, Settings
 from shared.errors import ConfigurationError, DressvisionError, NotFoundError
+from shared.ports import Ports
 from shared.records import LabelRecord
+from shared.registry import ModelRegistry, unique_stamp
 from shared.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)

@@ -38,9 +38,9 @@ from batch_jobs.facets.engine import forward_probs  # noqa: E402
 from batch_jobs.facets.predictor import FacetTagger, facet_predictions  # noqa: E402
 from batch_jobs.facets.preprocess import prepare_image, to_model_input  # noqa: E402
 from batch_jobs.infer import run_inference  # noqa: E402
-from batch_jobs.registry import ModelRegistry  # noqa: E402
 from shared.messages import ManifestEntry  # noqa: E402
 from shared.records import ImageStatus, PredictionRecord  # noqa: E402
+from shared.registry import ModelRegistry  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "inference.json"
 

@@ -41,7 +41,6 @@ from batch_jobs.locator import Locator, train_locator
 from batch_jobs.locator.data import load_data
 from batch_jobs.locator.evaluate import evaluate, summarize_ious
 from batch_jobs.locator.train import default_args
-from batch_jobs.registry import ModelRegistry
 from batch_jobs.snapshot import export_snapshot
 from batch_jobs.train import default_args as facet_default_args
 from local.commands.importer import import_catalog
@@ -49,6 +48,7 @@ from local.runtime import LocalRuntime
 from local.synth_catalog import generate_catalog
 from shared.messages import ManifestEntry
 from shared.records import ImageStatus
+from shared.registry import ModelRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "locator.json"

@@ -121,7 +121,7 @@ def true_test_f1(runtime: LocalRuntime, version: str, truth) -> dict[str, float]
     """Macro F1 per facet of model `version` on the test split's TRUE labels."""
     from batch_jobs.evaluate import evaluate_records
     from batch_jobs.facets.predictor import FacetTagger
-    from batch_jobs.registry import ModelRegistry
+    from shared.registry import ModelRegistry
 
     tagger = FacetTagger.from_registry(ModelRegistry(runtime.ports.artifacts), version)
     records = [
@@ -136,7 +136,7 @@ def true_test_f1(runtime: LocalRuntime, version: str, truth) -> dict[str, float]
 
 def own_test_f1(runtime: LocalRuntime, version: str) -> dict[str, float]:
     """What the model's own evaluation said (on the store's test labels of its time)."""
-    from batch_jobs.registry import ModelRegistry
+    from shared.registry import ModelRegistry
 
     metrics = ModelRegistry(runtime.ports.artifacts).metrics(FACETS, version)
     return {f: round(r["macro_f1"], 4) for f, r in metrics["splits"]["test"].items()}
@@ -181,8 +181,8 @@ def main() -> int:
     print(f"{images} images, {len(flipped)} wrong labels injected", flush=True)
     lap("generate_and_import")
 
-    from batch_jobs.registry import ModelRegistry
     from batch_jobs.train import default_args, train
+    from shared.registry import ModelRegistry
 
     reused = ModelRegistry(runtime.ports.artifacts).current(FACETS) if args.reuse_model else None
     if reused is not None and list(runtime.ports.tasks.list()):

@@ -14,10 +14,10 @@ import json
 import logging
 
 from lambdas import wiring
-from shared.backends import Ports
 from shared.inference import catalog_entries, current_model_version, submit_inference
 from shared.keys import model_prefix
 from shared.messages import BatchJobStateChange
+from shared.ports import Ports
 
 logger = logging.getLogger(__name__)
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 import logging
 
 from lambdas import wiring
-from shared.backends import Ports
 from shared.messages import SqsEvent
+from shared.ports import Ports, Workforce
 from shared.relabel import collect
-from shared.workforce.base import Workforce
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from lambdas import wiring
-from shared.backends import Ports
 from shared.catalog import CatalogEntry
 from shared.errors import CatalogFormatError, DressvisionError, InvalidImageError, NotFoundError
 from shared.ids import assign_split, parse_catalog_key
@@ -28,7 +27,7 @@ from shared.images import sniff_format, validate_image
 from shared.inference import current_model_version, submit_inference
 from shared.keys import is_catalog_image_key
 from shared.messages import ManifestEntry, S3Notification, SqsEvent
-from shared.ports import RegisterOutcome
+from shared.ports import Ports, RegisterOutcome
 from shared.records import ImageStatus, LabelRecord, LabelSource
 
 logger = logging.getLogger(__name__)

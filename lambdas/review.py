@@ -10,12 +10,11 @@ import logging
 from pydantic import BaseModel, ValidationError
 
 from lambdas import wiring
-from shared.backends import Ports
 from shared.errors import DressvisionError
 from shared.inference import current_model_version
 from shared.messages import SqsEvent
+from shared.ports import Ports, Workforce
 from shared.relabel import find_suspicious, publish_tasks
-from shared.workforce.base import Workforce
 
 logger = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from functools import cache
 
-from shared.backends import Ports, build_ports, build_workforce
+from shared.backends import build_ports, build_workforce
 from shared.env import Settings
-from shared.workforce.base import Workforce
+from shared.ports import Ports, Workforce
 
 
 @cache

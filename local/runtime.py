@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote_plus
 
-from local.queues import LocalQueue
-from shared.backends import Ports, build_ports
+from shared.backends import build_ports
+from shared.embedded.queues import LocalQueue
 from shared.env import HOME, Settings
-from shared.ports import ObjectInfo
+from shared.ports import ObjectInfo, Ports
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +70,12 @@ class LocalRuntime:
         self.settings = settings
         self.home = Path(settings.home)
         self._job_events: queue.SimpleQueue[dict] = queue.SimpleQueue()
-        self.ports: Ports = build_ports(settings, on_job_event=self._job_events.put)
         self.ingest_queue = LocalQueue("dressvision-ingest")
         self.review_queue = LocalQueue("dressvision-review")
-        self.ports.review_queue = self.review_queue
+        self.ports: Ports = replace(
+            build_ports(settings, on_job_event=self._job_events.put),
+            review_queue=self.review_queue,
+        )
         # EventBridge's rule for "Batch Job State Change" -> λ batch_events, as on AWS.
         self.job_event_handlers: list[EventHandler] = [self._batch_events_handler]
 

@@ -9,16 +9,12 @@ it runs on. Adapters are imported lazily so a Lambda never loads what it does no
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from shared.env import Settings
 from shared.errors import ConfigurationError
-from shared.ports import JobRunner, LabelStore, ObjectStore, PredictionStore
-from shared.queues import MessageQueue
-from shared.tasks import TaskStore
-from shared.taxonomy import Taxonomy, load_taxonomy
-from shared.workforce.base import Workforce
+from shared.ports import Ports, Workforce
+from shared.taxonomy import load_taxonomy
 
 # Local state layout under DRESSVISION_HOME.
 LOCAL_DB = "state.db"
@@ -28,30 +24,16 @@ LOCAL_JOB_LOGS = "jobs"
 JobEventSink = Callable[[dict], None]
 
 
-@dataclass
-class Ports:
-    settings: Settings
-    taxonomy: Taxonomy
-    labels: LabelStore
-    predictions: PredictionStore
-    catalog: ObjectStore
-    artifacts: ObjectStore
-    jobs: JobRunner
-    tasks: TaskStore
-    # Where batch_events sends "review now" (SQS on AWS; the runtime's queue locally).
-    review_queue: MessageQueue | None = None
-
-
 def build_ports(settings: Settings, *, on_job_event: JobEventSink | None = None) -> Ports:
     """The adapters for `settings.backend`. `on_job_event` receives local job state changes
     (on AWS, EventBridge delivers them instead)."""
     taxonomy = load_taxonomy()
     if settings.backend == "aws":
-        from shared.jobs.batch import BatchJobRunner
-        from shared.objects.s3 import S3ObjectStore
-        from shared.queues import SqsMessageQueue
-        from shared.stores.dynamodb import DynamoDBLabelStore, DynamoDBPredictionStore
-        from shared.stores.tasks_dynamodb import DynamoDBTaskStore
+        from shared.aws.batch import BatchJobRunner
+        from shared.aws.dynamodb import DynamoDBLabelStore, DynamoDBPredictionStore
+        from shared.aws.s3 import S3ObjectStore
+        from shared.aws.sqs import SqsMessageQueue
+        from shared.aws.tasks_dynamodb import DynamoDBTaskStore
 
         return Ports(
             settings=settings,
@@ -67,10 +49,10 @@ def build_ports(settings: Settings, *, on_job_event: JobEventSink | None = None)
             ),
         )
 
-    from shared.jobs.local import LocalJobRunner
-    from shared.objects.local import LocalObjectStore
-    from shared.stores.sqlite import SqliteLabelStore, SqlitePredictionStore
-    from shared.stores.tasks_sqlite import SqliteTaskStore
+    from shared.embedded.files import LocalObjectStore
+    from shared.embedded.jobs import LocalJobRunner
+    from shared.embedded.sqlite import SqliteLabelStore, SqlitePredictionStore
+    from shared.embedded.tasks_sqlite import SqliteTaskStore
 
     home = Path(settings.home)
     home.mkdir(parents=True, exist_ok=True)

@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 from datetime import UTC, datetime
 
-from shared.backends import Ports
-from shared.errors import NotFoundError
-from shared.keys import current_model_key, manifest_key
+from shared.keys import manifest_key
 from shared.messages import JobRequest, ManifestEntry
+from shared.ports import Ports
 from shared.records import ImageStatus
+from shared.registry import ModelKind, ModelRegistry
 
 logger = logging.getLogger(__name__)
 
 
-def current_model_version(ports: Ports, kind: str = "facets") -> str | None:
+def current_model_version(ports: Ports, kind: str = ModelKind.FACETS) -> str | None:
     """The promoted model's version, or None before any model was promoted."""
-    try:
-        pointer = json.loads(ports.artifacts.get(current_model_key(kind)).body)
-    except NotFoundError:
-        return None
-    return pointer.get("version")
+    return ModelRegistry(ports.artifacts).current(kind)
 
 
 def submit_inference(ports: Ports, entries: list[ManifestEntry]) -> str:

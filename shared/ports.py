@@ -1,8 +1,11 @@
 """The ports: what handlers and jobs need from the world, with no word about which backend.
 
-Adapters: `shared/stores/` (DynamoDB, SQLite), `shared/objects/` (S3, local folder),
-`shared/jobs/` (AWS Batch, local subprocess). One contract test suite runs against each pair
-(`tests/shared/test_*_contract.py`). Only composition roots choose adapters.
+Every port is here, with `Ports`, the bundle a composition root builds once per process.
+Adapters are grouped by deployment: `shared/aws/` (DynamoDB, S3, AWS Batch, SQS) and
+`shared/embedded/` (SQLite, a local folder, subprocess jobs, in-process queues); the workforces
+are in `shared/workforce/`. One contract test suite runs against each pair
+(`tests/shared/test_*_contract.py`). Only composition roots (`shared.backends`,
+`lambdas.wiring`, `local/`) choose adapters.
 """
 
 from __future__ import annotations
@@ -10,10 +13,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
+from shared.errors import DressvisionError
 from shared.messages import JobRequest
 from shared.records import LabelEvent, LabelRecord, LabelSource, PredictionRecord, utcnow
+from shared.tasks import RelabelTask, TaskStatus, Vote
+
+if TYPE_CHECKING:
+    from shared.env import Settings
+    from shared.taxonomy import Taxonomy
 
 
 class RegisterOutcome(StrEnum):
@@ -266,3 +277,94 @@ class JobRunner(ABC):
     def submit(self, request: JobRequest) -> str:
         """Submit a job (an array job when `request.array_size` is set); return its id.
         Raises `JobSubmissionError` when it cannot."""
+
+
+class QueueError(DressvisionError):
+    """A message could not be sent."""
+
+
+class MessageQueue(ABC):
+    @abstractmethod
+    def send(self, body: str) -> str:
+        """Send one message; return its id."""
+
+
+class TaskStore(ABC):
+    """Relabel tasks with optimistic locking."""
+
+    @abstractmethod
+    def create(self, task: RelabelTask) -> bool:
+        """Store a new task as given. False (and nothing written) if its id already exists:
+        re-publishing is idempotent and never overwrites a task that moved on."""
+
+    @abstractmethod
+    def get(self, task_id: str) -> RelabelTask | None: ...
+
+    @abstractmethod
+    def update(self, task: RelabelTask, expected_version: int) -> RelabelTask:
+        """Replace the task if the stored one is still at `expected_version`; the stored task
+        gets version `expected_version + 1` and a fresh `updated_at`, and is returned.
+        `ConflictError` if it moved on (re-read, decide again), `NotFoundError` if unknown."""
+
+    @abstractmethod
+    def list(self, status: TaskStatus | None = None) -> Iterator[RelabelTask]:
+        """Every task, or those with `status` (any order)."""
+
+    @abstractmethod
+    def find_by_external_id(self, external_id: str) -> RelabelTask | None:
+        """The task published under this HIT id / human loop name, if any."""
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    """An answer as a provider returned it, before validation. `label` is whatever the worker
+    sent (None when the answer could not be parsed at all)."""
+
+    worker_id: str
+    assignment_id: str
+    label: object
+    at: datetime
+
+
+class Workforce(ABC):
+    """Publishes relabel tasks to people and collects their answers.
+
+    Every method is safe to retry: publishing or asking for more twice has the effect of once.
+    """
+
+    name: str  # the task's `provider`
+
+    @abstractmethod
+    def publish(self, task: RelabelTask, image_url: str) -> str | None:
+        """Offer `task` to `task.max_assignments` workers; return its external id (HIT id,
+        human loop name), or None where there is none. Store it as `task.external_id`."""
+
+    @abstractmethod
+    def fetch_votes(self, task: RelabelTask) -> list[Vote]:
+        """Every valid answer so far (see `accept_votes`), oldest first."""
+
+    @abstractmethod
+    def request_more(self, task: RelabelTask, extra: int) -> None:
+        """Ask for `extra` answers beyond `task.max_assignments`. The caller then stores the
+        task with `max_assignments + extra` (answers are capped at `max_assignments`); a retry
+        with the same task and `extra` asks only once."""
+
+    @abstractmethod
+    def finish(self, task: RelabelTask) -> None:
+        """The task is decided: pay for the answers, stop offering it."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Every port a handler or job needs, built once by a composition root."""
+
+    settings: Settings
+    taxonomy: Taxonomy
+    labels: LabelStore
+    predictions: PredictionStore
+    catalog: ObjectStore
+    artifacts: ObjectStore
+    jobs: JobRunner
+    tasks: TaskStore
+    # Where batch_events sends "review now" (SQS on AWS; the runtime's queue locally).
+    review_queue: MessageQueue | None = None

@@ -29,14 +29,13 @@ from datetime import UTC, datetime
 import numpy as np
 
 from shared.aggregation import AggregationConfig, Outcome, dawid_skene, decide
-from shared.backends import Ports
 from shared.errors import BudgetExceededError, ConflictError, NotFoundError
 from shared.keys import SNAPSHOT_PREFIX
 from shared.messages import JobRequest
+from shared.ports import Ports, Workforce
 from shared.records import ImageStatus, LabelRecord, LabelSource
 from shared.suspicious import rank_suspicious
 from shared.tasks import RelabelTask, Vote
-from shared.workforce.base import Workforce
 
 logger = logging.getLogger(__name__)
 

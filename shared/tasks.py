@@ -6,14 +6,12 @@ round twice finds the task that is already there. `version` is the optimistic-lo
 `label_version` is the image's `LabelRecord.version` at publish time, so an outcome is never
 applied over a label that staff changed after publishing.
 
-Adapters: `shared/stores/tasks_sqlite.py`, `shared/stores/tasks_dynamodb.py`; the workforces that
+Adapters: `shared/embedded/tasks_sqlite.py`, `shared/aws/tasks_dynamodb.py`; the workforces that
 answer tasks are in `shared/workforce/`.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -119,32 +117,6 @@ class RelabelTask(BaseModel):
             provider=provider,
             max_assignments=max_assignments,
         )
-
-
-class TaskStore(ABC):
-    """Relabel tasks with optimistic locking."""
-
-    @abstractmethod
-    def create(self, task: RelabelTask) -> bool:
-        """Store a new task as given. False (and nothing written) if its id already exists:
-        re-publishing is idempotent and never overwrites a task that moved on."""
-
-    @abstractmethod
-    def get(self, task_id: str) -> RelabelTask | None: ...
-
-    @abstractmethod
-    def update(self, task: RelabelTask, expected_version: int) -> RelabelTask:
-        """Replace the task if the stored one is still at `expected_version`; the stored task
-        gets version `expected_version + 1` and a fresh `updated_at`, and is returned.
-        `ConflictError` if it moved on (re-read, decide again), `NotFoundError` if unknown."""
-
-    @abstractmethod
-    def list(self, status: TaskStatus | None = None) -> Iterator[RelabelTask]:
-        """Every task, or those with `status` (any order)."""
-
-    @abstractmethod
-    def find_by_external_id(self, external_id: str) -> RelabelTask | None:
-        """The task published under this HIT id / human loop name, if any."""
 
 
 def next_version(task: RelabelTask, expected_version: int) -> RelabelTask:

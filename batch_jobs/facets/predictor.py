@@ -22,8 +22,8 @@ from torch import Tensor
 from batch_jobs.facets.engine import amp_dtype, forward_probs, pick_device
 from batch_jobs.facets.model import FacetNet, create_model
 from batch_jobs.facets.preprocess import PreprocessConfig, prepare_image, to_model_input
-from batch_jobs.registry import ModelRegistry
 from shared.records import FacetPrediction, PredictionRecord
+from shared.registry import ModelRegistry
 from shared.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from shared.records import LabelRecord
 
 if TYPE_CHECKING:
     from batch_jobs.locator.inference import Locator
-    from batch_jobs.registry import ModelRegistry
+    from shared.registry import ModelRegistry
 
 
 def evaluate(locator: Locator, data: BoxData) -> tuple[Tensor, Tensor]:

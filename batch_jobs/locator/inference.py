@@ -23,7 +23,7 @@ from batch_jobs.facets.engine import amp_dtype, autocast, pick_device
 from batch_jobs.locator.boxes import denormalize_box
 from batch_jobs.locator.model import create_model
 from batch_jobs.locator.preprocess import LocatorConfig, normalize, resize_image, to_batch
-from batch_jobs.registry import ModelRegistry
+from shared.registry import ModelRegistry
 
 KIND = "locator"
 

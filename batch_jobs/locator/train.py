@@ -29,11 +29,11 @@ from batch_jobs.locator.inference import Locator
 from batch_jobs.locator.losses import BoxRegressionLoss, PatchLocatorLoss
 from batch_jobs.locator.model import ARCHS, BACKBONES, PatchLocator, create_model
 from batch_jobs.locator.preprocess import LocatorConfig, normalize
-from batch_jobs.registry import ModelRegistry
 from shared.env import Settings
 from shared.errors import DressvisionError
 from shared.ports import ObjectStore
 from shared.records import LabelRecord
+from shared.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
 

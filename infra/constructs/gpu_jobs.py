@@ -3,7 +3,7 @@
 Spot first (SPOT_PRICE_CAPACITY_OPTIMIZED: the cheapest pools among those least likely to be
 interrupted), on-demand second; both scale from 0 vCPUs, so an idle stack runs no instance.
 Jobs are `python -m batch_jobs.<name>` from the image built from `batch_jobs/Dockerfile`; the
-job runner (`shared/jobs/batch.py`) overrides the command with the request's arguments and the
+job runner (`shared/aws/batch.py`) overrides the command with the request's arguments and the
 job definition carries the deployment's settings as environment variables.
 
 A job whose Spot host is taken away is retried (`Host EC2*`); anything else, a bug or bad input,

@@ -102,10 +102,10 @@ def _train_tag_and_relabel(runtime: LocalRuntime, catalog: Path, args, interacti
     from dataclasses import replace
 
     from batch_jobs.facets.predictor import FacetTagger
-    from batch_jobs.registry import ModelRegistry
     from batch_jobs.train import default_args, train
     from local.commands.tag import tag_paths
     from shared.backends import build_workforce
+    from shared.registry import ModelRegistry
     from shared.relabel import collect, find_suspicious, publish_tasks
 
     ports = runtime.ports

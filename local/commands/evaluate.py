@@ -46,8 +46,8 @@ def run(args) -> int:
 
     from batch_jobs.evaluate import evaluate_version
     from batch_jobs.locator.evaluate import evaluate_current_locator
-    from batch_jobs.registry import ModelRegistry
     from local.runtime import LocalRuntime
+    from shared.registry import ModelRegistry
 
     runtime = LocalRuntime.open(args.home)
     ports = runtime.ports

@@ -54,9 +54,9 @@ def locate_files(paths: list[Path], locator, *, max_bytes: int, max_pixels: int)
 
 def run(args) -> int:
     from batch_jobs.locator import Locator
-    from batch_jobs.registry import ModelRegistry
     from local.runtime import LocalRuntime
     from shared.errors import NotFoundError
+    from shared.registry import ModelRegistry
 
     runtime = LocalRuntime.open(args.home)
     locator = Locator.from_registry(ModelRegistry(runtime.ports.artifacts))

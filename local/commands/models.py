@@ -33,8 +33,8 @@ def register(commands) -> None:
 
 
 def list_models(registry) -> list[dict]:
-    from batch_jobs.registry import lookup_metric
     from shared.errors import NotFoundError
+    from shared.registry import lookup_metric
 
     rows = []
     for kind, metric in METRICS.items():
@@ -57,8 +57,8 @@ def list_models(registry) -> list[dict]:
 
 
 def _registry(args):
-    from batch_jobs.registry import ModelRegistry
     from local.runtime import LocalRuntime
+    from shared.registry import ModelRegistry
 
     return ModelRegistry(LocalRuntime.open(args.home).ports.artifacts)
 

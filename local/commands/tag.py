@@ -53,9 +53,9 @@ def tag_paths(paths: list[Path], tagger, settings) -> list[dict]:
 
 def run(args) -> int:
     from batch_jobs.facets.predictor import FacetTagger
-    from batch_jobs.registry import ModelRegistry
     from local.runtime import LocalRuntime
     from shared.errors import NotFoundError
+    from shared.registry import ModelRegistry
 
     runtime = LocalRuntime.open(args.home)
     tagger = FacetTagger.from_registry(ModelRegistry(runtime.ports.artifacts))

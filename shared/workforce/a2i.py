@@ -23,8 +23,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from shared.ports import RawAnswer, Workforce
 from shared.tasks import RelabelTask, Vote
-from shared.workforce.base import RawAnswer, Workforce, accept_votes, check_extra
+from shared.workforce.base import accept_votes, check_extra
 from shared.workforce.template import a2i_input_content, answer_label
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def base_loop_name(name: str) -> str:
 
 def s3_output_reader(client: Any = None) -> OutputReader:
     """Reads `s3://bucket/key` through an `S3ObjectStore` per bucket."""
-    from shared.objects.s3 import S3ObjectStore
+    from shared.aws.s3 import S3ObjectStore
 
     stores: dict[str, S3ObjectStore] = {}
 

@@ -1,4 +1,4 @@
-"""The `Workforce` port: who answers relabel tasks, and the rules every adapter applies to what
+"""The rules every `Workforce` adapter (the port is in `shared.ports`) applies to what
 comes back.
 
 Answers are untrusted input (a worker's browser can post anything): `accept_votes` keeps only
@@ -9,53 +9,12 @@ than the task's `max_assignments`. What it drops is logged with the worker id.
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
 
+from shared.ports import RawAnswer
 from shared.tasks import RelabelTask, Vote
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RawAnswer:
-    """An answer as a provider returned it, before validation. `label` is whatever the worker
-    sent (None when the answer could not be parsed at all)."""
-
-    worker_id: str
-    assignment_id: str
-    label: object
-    at: datetime
-
-
-class Workforce(ABC):
-    """Publishes relabel tasks to people and collects their answers.
-
-    Every method is safe to retry: publishing or asking for more twice has the effect of once.
-    """
-
-    name: str  # the task's `provider`
-
-    @abstractmethod
-    def publish(self, task: RelabelTask, image_url: str) -> str | None:
-        """Offer `task` to `task.max_assignments` workers; return its external id (HIT id,
-        human loop name), or None where there is none. Store it as `task.external_id`."""
-
-    @abstractmethod
-    def fetch_votes(self, task: RelabelTask) -> list[Vote]:
-        """Every valid answer so far (see `accept_votes`), oldest first."""
-
-    @abstractmethod
-    def request_more(self, task: RelabelTask, extra: int) -> None:
-        """Ask for `extra` answers beyond `task.max_assignments`. The caller then stores the
-        task with `max_assignments + extra` (answers are capped at `max_assignments`); a retry
-        with the same task and `extra` asks only once."""
-
-    @abstractmethod
-    def finish(self, task: RelabelTask) -> None:
-        """The task is decided: pay for the answers, stop offering it."""
 
 
 def accept_votes(task: RelabelTask, answers: Iterable[RawAnswer]) -> list[Vote]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 
 from shared.errors import ConflictError, NotFoundError, TaskClosedError, UnknownLabelError
+from shared.ports import RawAnswer, TaskStore, Workforce
 from shared.records import utcnow
-from shared.tasks import RelabelTask, TaskStore, Vote
-from shared.workforce.base import RawAnswer, Workforce, accept_votes, check_extra
+from shared.tasks import RelabelTask, Vote
+from shared.workforce.base import accept_votes, check_extra
 
 logger = logging.getLogger(__name__)
 

@@ -35,8 +35,9 @@ from xml.etree import ElementTree
 from botocore.exceptions import ClientError
 
 from shared.errors import BudgetExceededError, ConfigurationError, ConflictError
+from shared.ports import RawAnswer, Workforce
 from shared.tasks import RelabelTask, Vote
-from shared.workforce.base import RawAnswer, Workforce, accept_votes, check_extra
+from shared.workforce.base import accept_votes, check_extra
 from shared.workforce.template import answer_label, html_question, mturk_html
 
 logger = logging.getLogger(__name__)

@@ -21,8 +21,9 @@ from typing import Literal
 import numpy as np
 
 from shared.errors import NotFoundError
+from shared.ports import RawAnswer, Workforce
 from shared.tasks import RelabelTask, Vote
-from shared.workforce.base import RawAnswer, Workforce, accept_votes, check_extra
+from shared.workforce.base import accept_votes, check_extra
 
 Truth = Callable[[str, str], str]  # (image_id, facet) -> true label
 Spam = Literal["uniform", "constant"]

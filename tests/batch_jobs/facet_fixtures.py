@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from shared.backends import Ports, build_ports
+from shared.backends import build_ports
 from shared.env import Settings
+from shared.ports import Ports
 from shared.records import LabelRecord
 
 SLEEVE_COLORS = [(220, 30, 30), (30, 160, 30), (30, 30, 220), (200, 200, 30), (160, 30, 160)]
@@ -96,8 +97,8 @@ def register_untrained_model(ports: Ports, *, image_size: int = 32, facets=("sle
     """Save and promote a randomly initialised facet model (for inference plumbing tests)."""
     from batch_jobs.facets.model import create_model
     from batch_jobs.facets.preprocess import PreprocessConfig
-    from batch_jobs.registry import ModelRegistry
     from batch_jobs.train import default_args, model_files
+    from shared.registry import ModelRegistry
     from shared.taxonomy import Taxonomy
 
     taxonomy = Taxonomy({f: ports.taxonomy.labels(f) for f in facets})

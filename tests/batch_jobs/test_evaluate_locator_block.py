@@ -10,10 +10,10 @@ import pytest
 from facet_fixtures import one_thread, register_untrained_model
 
 from batch_jobs.locator import train_locator
-from batch_jobs.registry import ModelRegistry
 from local.commands import evaluate
 from local.runtime import LocalRuntime
 from shared.records import LabelRecord
+from shared.registry import ModelRegistry
 from tests.batch_jobs.test_locator_train import drawn_photo, png, quick_args
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)

@@ -13,12 +13,12 @@ from PIL import Image
 from batch_jobs.locator import Locator, train_locator
 from batch_jobs.locator.model import create_model
 from batch_jobs.locator.preprocess import LocatorConfig
-from batch_jobs.registry import ModelRegistry
 from local.commands import locate
 from local.runtime import LocalRuntime
+from shared.embedded.files import LocalObjectStore
 from shared.errors import NotFoundError
-from shared.objects.local import LocalObjectStore
 from shared.records import LabelRecord
+from shared.registry import ModelRegistry
 from tests.batch_jobs.test_locator_train import SIZE, drawn_photo, png, quick_args
 
 

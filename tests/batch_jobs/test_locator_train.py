@@ -20,9 +20,9 @@ from batch_jobs.locator import (
 )
 from batch_jobs.locator import train as train_module
 from batch_jobs.locator.train import default_args
-from batch_jobs.registry import ModelRegistry
-from shared.objects.local import LocalObjectStore
+from shared.embedded.files import LocalObjectStore
 from shared.records import LabelRecord
+from shared.registry import ModelRegistry
 
 SIZE = 64
 

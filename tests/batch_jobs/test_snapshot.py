@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from batch_jobs.snapshot import export_snapshot, read_snapshot
+from shared.embedded.files import LocalObjectStore
+from shared.embedded.sqlite import SqliteLabelStore
 from shared.keys import SNAPSHOT_PREFIX
-from shared.objects.local import LocalObjectStore
 from shared.records import ImageStatus, LabelRecord, LabelSource
-from shared.stores.sqlite import SqliteLabelStore
 
 
 def _record(image_id: str, sleeve: str | None, status=ImageStatus.OK) -> LabelRecord:

@@ -12,9 +12,9 @@ from facet_fixtures import add_images, one_thread, photo, tiny_ports
 import batch_jobs.facets.predictor as predictor_module
 from batch_jobs.facets.predictor import FacetTagger
 from batch_jobs.locator import LocatedBox
-from batch_jobs.registry import ModelRegistry
 from batch_jobs.train import default_args, train
 from shared.images import open_image
+from shared.registry import ModelRegistry
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures(one_thread.__name__)]
 

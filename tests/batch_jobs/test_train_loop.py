@@ -11,9 +11,9 @@ from facet_fixtures import add_corrupt, add_images, one_thread, tiny_ports
 
 import batch_jobs.train as train_module
 from batch_jobs.facets.checkpoint import checkpoint_key
-from batch_jobs.registry import ModelRegistry
 from batch_jobs.train import default_args, train
 from shared.records import LabelSource
+from shared.registry import ModelRegistry
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures(one_thread.__name__)]
 

@@ -23,9 +23,9 @@ from cfn_template import (
 
 from infra.constructs.review_loop import A2I_STATUS_CHANGE, MTURK_PRINCIPAL
 from shared import env
+from shared.aws import dynamodb as ddb_schema
+from shared.aws import tasks_dynamodb as tasks_schema
 from shared.env import Settings
-from shared.stores import dynamodb as ddb_schema
-from shared.stores import tasks_dynamodb as tasks_schema
 
 BATCH_EVENTS = "lambdas.batch_events.handler"
 REVIEW = "lambdas.review.handler"

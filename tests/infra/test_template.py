@@ -25,9 +25,9 @@ from cfn_template import (
 
 from infra.grants import MTURK_ACTIONS, MTURK_REASON
 from shared import env
+from shared.aws import dynamodb as ddb_schema
+from shared.aws import tasks_dynamodb as tasks_schema
 from shared.keys import CATALOG_PREFIX
-from shared.stores import dynamodb as ddb_schema
-from shared.stores import tasks_dynamodb as tasks_schema
 
 GPU_FAMILIES = ("g4dn", "g5", "g6", "g6e", "p3", "p4d", "p5")
 CONTRACT_NAMES = {

@@ -10,9 +10,9 @@ import pytest
 from moto import mock_aws
 
 from lambdas import ingest, wiring
+from shared.aws.dynamodb import create_tables
 from shared.catalog import CatalogEntry
 from shared.keys import current_model_key
-from shared.stores.dynamodb import create_tables
 
 REGION = "us-east-1"
 CATALOG, ARTIFACTS = "dv-catalog", "dv-artifacts"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from local.queues import LocalQueue
 from local.runtime import LocalRuntime
+from shared.embedded.queues import LocalQueue
 
 
 def test_failed_messages_are_redelivered_then_dead_lettered():

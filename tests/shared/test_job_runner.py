@@ -12,6 +12,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from shared.aws.batch import BatchJobRunner, job_name_for
+from shared.embedded.jobs import LocalJobRunner
 from shared.env import (
     BATCH_ARRAY_INDEX,
     BATCH_JOB_ID,
@@ -21,8 +23,6 @@ from shared.env import (
     Settings,
 )
 from shared.errors import JobSubmissionError, NotFoundError
-from shared.jobs.batch import BatchJobRunner, job_name_for
-from shared.jobs.local import LocalJobRunner
 from shared.messages import BatchJobStateChange, JobRequest
 
 QUEUE = "dressvision-gpu-test"

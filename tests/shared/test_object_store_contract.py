@@ -14,9 +14,9 @@ import pytest
 import requests
 from moto import mock_aws
 
+from shared.aws.s3 import S3ObjectStore
+from shared.embedded.files import META_DIR, LocalObjectStore
 from shared.errors import DressvisionError, NotFoundError, ObjectStoreError, UnsafeKeyError
-from shared.objects.local import META_DIR, LocalObjectStore
-from shared.objects.s3 import S3ObjectStore
 from shared.ports import ObjectStore
 
 BUCKET = "dressvision-test-catalog"

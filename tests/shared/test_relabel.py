@@ -145,11 +145,11 @@ def test_staff_answers_decide_escalated_or_open_tasks(ports, crowd):
 
 def test_training_is_due_only_after_the_last_snapshot(ports, crowd):
     publish_tasks(ports, crowd, find_suspicious(ports, "v1"), max_assignments=3)
-    ports.settings = replace(ports.settings, retrain_threshold=1000)
-    collect(ports, crowd)
-    ports.settings = replace(ports.settings, retrain_threshold=1)
+    lax = replace(ports, settings=replace(ports.settings, retrain_threshold=1000))
+    collect(lax, crowd)
+    eager = replace(ports, settings=replace(ports.settings, retrain_threshold=1))
     ports.artifacts.put(snapshot_key("29991231T000000Z"), b"")  # a training started after
-    assert maybe_retrain(ports) is None
+    assert maybe_retrain(eager) is None
 
 
 def _event(status="SUCCEEDED", command="batch_jobs.infer", **detail):

@@ -17,12 +17,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from shared.aws import dynamodb
+from shared.aws.dynamodb import DynamoDBLabelStore, DynamoDBPredictionStore, create_tables
+from shared.embedded import sqlite
+from shared.embedded.sqlite import SqliteLabelStore, SqlitePredictionStore
 from shared.errors import ConfigurationError, ConflictError, NotFoundError, StoreThrottledError
 from shared.ports import LabelStore, PredictionStore, RegisterOutcome
 from shared.records import FacetPrediction, LabelRecord, LabelSource, PredictionRecord
-from shared.stores import dynamodb, sqlite
-from shared.stores.dynamodb import DynamoDBLabelStore, DynamoDBPredictionStore, create_tables
-from shared.stores.sqlite import SqliteLabelStore, SqlitePredictionStore
 
 IMAGE = "p1/front"
 CATALOG, STAFF, CROWD = LabelSource.CATALOG, LabelSource.STAFF, LabelSource.CROWD

@@ -16,13 +16,15 @@ import pytest
 from moto import mock_aws
 from pydantic import ValidationError
 
+from shared.aws import dynamodb
+from shared.aws import tasks_dynamodb as tasks_ddb
+from shared.aws.tasks_dynamodb import DynamoDBTaskStore, create_tasks_table
+from shared.embedded import sqlite
+from shared.embedded.sqlite import SqliteLabelStore
+from shared.embedded.tasks_sqlite import SqliteTaskStore
 from shared.errors import ConflictError, NotFoundError
-from shared.stores import dynamodb, sqlite
-from shared.stores import tasks_dynamodb as tasks_ddb
-from shared.stores.sqlite import SqliteLabelStore
-from shared.stores.tasks_dynamodb import DynamoDBTaskStore, create_tasks_table
-from shared.stores.tasks_sqlite import SqliteTaskStore
-from shared.tasks import RelabelTask, TaskStore, Vote, task_id_for
+from shared.ports import TaskStore
+from shared.tasks import RelabelTask, Vote, task_id_for
 from tests.shared.test_store_contract import AtomicCalls, catalog_record
 
 NECKLINES = ("v-neck", "crew", "boat", "sweetheart", "halter")

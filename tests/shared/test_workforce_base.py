@@ -10,8 +10,9 @@ from decimal import Decimal
 import pytest
 
 from shared.env import Settings
+from shared.ports import RawAnswer
 from shared.tasks import RelabelTask
-from shared.workforce.base import RawAnswer, accept_votes
+from shared.workforce.base import accept_votes
 
 T0 = datetime(2025, 5, 1, 12, tzinfo=UTC)
 

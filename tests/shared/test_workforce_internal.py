@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
+from shared.embedded.tasks_sqlite import SqliteTaskStore
 from shared.errors import NotFoundError, TaskClosedError, UnknownLabelError
-from shared.stores.tasks_sqlite import SqliteTaskStore
 from shared.tasks import RelabelTask
 from shared.workforce.internal import InternalWorkforce, record_staff_answer
 

@@ -15,9 +15,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from shared.aws.dynamodb import BODY, VERSION, _DynamoDBTable
 from shared.errors import ConflictError, NotFoundError
-from shared.stores.dynamodb import BODY, VERSION, _DynamoDBTable
-from shared.tasks import RelabelTask, TaskStatus, TaskStore, next_version
+from shared.ports import TaskStore
+from shared.tasks import RelabelTask, TaskStatus, next_version
 
 TASKS_PARTITION_KEY = "task_id"
 TASKS_STATUS = "status"

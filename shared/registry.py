@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from shared.errors import NotFoundError
@@ -23,7 +24,16 @@ from shared.ports import ObjectStore
 
 log = logging.getLogger(__name__)
 
-KINDS = ("facets", "locator")
+
+class ModelKind(StrEnum):
+    """What a registry model is for; its value names its folder under `models/`."""
+
+    FACETS = "facets"
+    LOCATOR = "locator"
+    SIMILARITY = "similarity"
+
+
+KINDS = tuple(kind.value for kind in ModelKind)
 SAVED_MARKER = "saved.json"
 METRICS_FILE = "metrics.json"
 _STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -73,7 +83,7 @@ def _check_name(name: str) -> None:
 
 
 class ModelRegistry:
-    """Save, list, read and promote model versions of each kind ("facets", "locator")."""
+    """Save, list, read and promote model versions of each `ModelKind`."""
 
     def __init__(self, artifacts: ObjectStore):
         self.store = artifacts

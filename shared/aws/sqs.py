@@ -1,22 +1,10 @@
-"""The `MessageQueue` port (send one message) and its SQS adapter. The local adapter is
-`local.queues.LocalQueue`, which the one-machine runtime delivers to the same handlers."""
+"""The SQS adapter of the `MessageQueue` port."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from typing import Any
 
-from shared.errors import DressvisionError
-
-
-class QueueError(DressvisionError):
-    """A message could not be sent."""
-
-
-class MessageQueue(ABC):
-    @abstractmethod
-    def send(self, body: str) -> str:
-        """Send one message; return its id."""
+from shared.ports import MessageQueue, QueueError
 
 
 class SqsMessageQueue(MessageQueue):

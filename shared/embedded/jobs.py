@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from shared.aws.batch import RESERVED_ENV_PREFIX, check_environment, job_command, job_name_for
 from shared.env import BATCH_ARRAY_INDEX, BATCH_JOB_ID, Settings
 from shared.errors import JobSubmissionError, NotFoundError
-from shared.jobs.batch import RESERVED_ENV_PREFIX, check_environment, job_command, job_name_for
 from shared.messages import JobRequest
 from shared.ports import JobRunner
 

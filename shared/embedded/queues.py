@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shared.queues import MessageQueue
+from shared.ports import MessageQueue
 
 BatchHandler = Callable[[dict], dict]  # SQS event -> {"batchItemFailures": [...]}
 

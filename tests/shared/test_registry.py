@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from batch_jobs.registry import ModelRegistry, lookup_metric, unique_stamp
+from shared.embedded.files import LocalObjectStore
 from shared.errors import NotFoundError
 from shared.keys import current_model_key, model_prefix
-from shared.objects.local import LocalObjectStore
+from shared.registry import ModelRegistry, lookup_metric, unique_stamp
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """SQLite adapter of `TaskStore`: relabel tasks in the one-machine state file.
 
 It may share the file with the label and prediction stores (WAL, busy timeout and a connection
-per call, like them: see `shared/stores/sqlite.py`). A task is stored as its JSON next to the
+per call, like them: see `shared/embedded/sqlite.py`). A task is stored as its JSON next to the
 columns we query on.
 """
 
@@ -11,9 +11,10 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+from shared.embedded.sqlite import _Database, _pages
 from shared.errors import ConflictError, NotFoundError
-from shared.stores.sqlite import _Database, _pages
-from shared.tasks import RelabelTask, TaskStatus, TaskStore, next_version
+from shared.ports import TaskStore
+from shared.tasks import RelabelTask, TaskStatus, next_version
 
 TASKS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS relabel_tasks (
