@@ -14,6 +14,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Literal
 
+from shared.recipe import DEFAULT_BATCH_SIZE, DEFAULT_IMAGE_SIZE
+
 # Which adapters a process composes: "aws" (DynamoDB, S3, Batch) or "local" (SQLite, files,
 # subprocesses). Read only by the composition function in shared/backends.py.
 BACKEND = "DRESSVISION_BACKEND"
@@ -37,7 +39,13 @@ MAX_IMAGE_BYTES = "DRESSVISION_MAX_IMAGE_BYTES"
 MAX_IMAGE_PIXELS = "DRESSVISION_MAX_IMAGE_PIXELS"
 INFER_SHARD_SIZE = "DRESSVISION_INFER_SHARD_SIZE"  # images per array-job child
 INFER_BATCH_SIZE = "DRESSVISION_INFER_BATCH_SIZE"  # images per forward pass (infer job)
+# The training recipe's settings (shared/recipe.py): `dressvision train` and every training a
+# handler submits use them, unless an option says otherwise.
 IMAGE_SIZE = "DRESSVISION_IMAGE_SIZE"  # training input pixels; inference uses the model's own
+TRAIN_BATCH_SIZE = "DRESSVISION_TRAIN_BATCH_SIZE"  # images per training step
+# Labeled images a fresh deployment waits for before ingest submits its first training by itself
+# (locator included); 0 turns that off.
+FIRST_TRAIN_MIN_IMAGES = "DRESSVISION_FIRST_TRAIN_MIN_IMAGES"
 
 # Relabel tasks: which Workforce answers them ("internal", "simulated", "mturk", "a2i") and how.
 WORKFORCE = "DRESSVISION_WORKFORCE"
@@ -115,6 +123,10 @@ class Settings:
     max_image_bytes: int = 30 * 1024 * 1024
     max_image_pixels: int = 50_000_000
     infer_shard_size: int = 500
+    infer_batch_size: int = 64
+    image_size: int = DEFAULT_IMAGE_SIZE
+    train_batch_size: int = DEFAULT_BATCH_SIZE
+    first_train_min_images: int = 0  # off unless set (infra sets it on AWS)
     workforce: str = "internal"
     max_assignments: int = 3
     mturk_production: bool = False
@@ -136,6 +148,16 @@ class Settings:
             raise ValueError(
                 f"{WORKFORCE} must be one of {', '.join(WORKFORCES)}, got {self.workforce!r}"
             )
+        for name, value in (
+            (INFER_SHARD_SIZE, self.infer_shard_size),
+            (INFER_BATCH_SIZE, self.infer_batch_size),
+            (IMAGE_SIZE, self.image_size),
+            (TRAIN_BATCH_SIZE, self.train_batch_size),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if self.first_train_min_images < 0:
+            raise ValueError(f"{FIRST_TRAIN_MIN_IMAGES} must be 0 (off) or more")
         if self.max_assignments < 1:
             raise ValueError(f"{MAX_ASSIGNMENTS} must be at least 1, got {self.max_assignments}")
         if self.mturk_reward_usd <= 0 or self.mturk_budget_usd < 0:
@@ -154,6 +176,10 @@ class Settings:
             max_image_bytes=_int(env, MAX_IMAGE_BYTES, cls.max_image_bytes),
             max_image_pixels=_int(env, MAX_IMAGE_PIXELS, cls.max_image_pixels),
             infer_shard_size=_int(env, INFER_SHARD_SIZE, cls.infer_shard_size),
+            infer_batch_size=_int(env, INFER_BATCH_SIZE, cls.infer_batch_size),
+            image_size=_int(env, IMAGE_SIZE, cls.image_size),
+            train_batch_size=_int(env, TRAIN_BATCH_SIZE, cls.train_batch_size),
+            first_train_min_images=_int(env, FIRST_TRAIN_MIN_IMAGES, cls.first_train_min_images),
             workforce=env.get(WORKFORCE, cls.workforce),
             max_assignments=_int(env, MAX_ASSIGNMENTS, cls.max_assignments),
             mturk_production=_bool(env, MTURK_PRODUCTION),
@@ -202,6 +228,10 @@ class Settings:
             MAX_IMAGE_BYTES: str(self.max_image_bytes),
             MAX_IMAGE_PIXELS: str(self.max_image_pixels),
             INFER_SHARD_SIZE: str(self.infer_shard_size),
+            INFER_BATCH_SIZE: str(self.infer_batch_size),
+            IMAGE_SIZE: str(self.image_size),
+            TRAIN_BATCH_SIZE: str(self.train_batch_size),
+            FIRST_TRAIN_MIN_IMAGES: str(self.first_train_min_images),
             WORKFORCE: self.workforce,
             MAX_ASSIGNMENTS: str(self.max_assignments),
             MTURK_PRODUCTION: "true" if self.mturk_production else "false",
