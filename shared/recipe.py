@@ -88,8 +88,9 @@ class TrainingRecipe:
         return replace(base, **given)
 
     def to_args(self) -> list[str]:
-        """Job arguments that give this recipe back through `add_recipe_arguments`, whatever
-        the job's own defaults: every option is written out."""
+        """Job arguments that give this recipe back through `add_recipe_arguments` over any
+        deployment's recipe (`from_settings`): every option is written out, except the two
+        whose value None no setting changes (facets: every facet; weights: random init)."""
         args: list[str] = []
         for f in fields(self):
             value = getattr(self, f.name)

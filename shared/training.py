@@ -15,6 +15,7 @@ from shared.messages import JobRequest
 from shared.ports import Ports
 from shared.recipe import TrainingRecipe
 from shared.records import ImageStatus
+from shared.registry import ModelKind, ModelRegistry
 
 logger = logging.getLogger(__name__)
 JSON = "application/json"
@@ -38,10 +39,10 @@ def has_labeled_images(ports: Ports, minimum: int) -> bool:
     return False
 
 
-def maybe_first_training(ports: Ports, facet_model: str | None) -> str | None:
+def maybe_first_training(ports: Ports) -> str | None:
     """Submit a fresh deployment's first training once `first_train_min_images` labeled images
-    are registered and no facet model is current (`facet_model` is None). Returns the job id,
-    or None when nothing was submitted.
+    are registered and no facet model is current. Returns the job id, or None when nothing was
+    submitted.
 
     Once per deployment, however many ingest batches race here: the first caller to create
     `FIRST_TRAINING_KEY` submits, the others find it there. A failed submission removes the
@@ -49,7 +50,7 @@ def maybe_first_training(ports: Ports, facet_model: str | None) -> str | None:
     `--locator auto` trains the locator first, as no locator is current on a fresh deployment.
     """
     minimum = ports.settings.first_train_min_images
-    if minimum <= 0 or facet_model is not None:
+    if minimum <= 0 or ModelRegistry(ports.artifacts).current(ModelKind.FACETS) is not None:
         return None
     if ports.artifacts.exists(FIRST_TRAINING_KEY) or not has_labeled_images(ports, minimum):
         return None
