@@ -282,3 +282,16 @@ def test_the_first_training_claim_is_conditional_on_s3(aws):
     assert aws.artifacts.put_if_absent(FIRST_TRAINING_KEY, b"{}")  # another batch's claim
     register(aws, 3)
     assert maybe_first_training(aws) is None
+
+
+def test_inference_is_submitted_with_the_configured_batch_size(recorded):
+    from batch_jobs.infer import get_args_parser
+    from shared.inference import submit_inference
+    from shared.messages import ManifestEntry
+
+    sized = replace(recorded, settings=replace(recorded.settings, infer_batch_size=48))
+    submit_inference(
+        sized, [ManifestEntry(image_id="p/0", bucket="catalog", key="catalog/p/0.jpg")]
+    )
+    (request,) = recorded.jobs.requests
+    assert get_args_parser().parse_args(request.args).batch_size == 48
