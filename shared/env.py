@@ -14,8 +14,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Literal
 
-from shared.recipe import DEFAULT_BATCH_SIZE, DEFAULT_IMAGE_SIZE
-
 # Which adapters a process composes: "aws" (DynamoDB, S3, Batch) or "local" (SQLite, files,
 # subprocesses). Read only by the composition function in shared/backends.py.
 BACKEND = "DRESSVISION_BACKEND"
@@ -76,6 +74,11 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _optional_int(environ: Mapping[str, str], name: str) -> int | None:
+    """An integer, or None when the variable is unset or empty (meaning: the default)."""
+    return None if environ.get(name) in (None, "") else _int(environ, name, 0)
+
+
 def _float(environ: Mapping[str, str], name: str, default: float) -> float:
     raw = environ.get(name)
     if raw in (None, ""):
@@ -124,8 +127,9 @@ class Settings:
     max_image_pixels: int = 50_000_000
     infer_shard_size: int = 500
     infer_batch_size: int = 64
-    image_size: int = DEFAULT_IMAGE_SIZE
-    train_batch_size: int = DEFAULT_BATCH_SIZE
+    # The training recipe's sizes for this deployment; None: the recipe's own (shared/recipe.py).
+    image_size: int | None = None
+    train_batch_size: int | None = None
     first_train_min_images: int = 0  # off unless set (infra sets it on AWS)
     workforce: str = "internal"
     max_assignments: int = 3
@@ -154,7 +158,7 @@ class Settings:
             (IMAGE_SIZE, self.image_size),
             (TRAIN_BATCH_SIZE, self.train_batch_size),
         ):
-            if value < 1:
+            if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         if self.first_train_min_images < 0:
             raise ValueError(f"{FIRST_TRAIN_MIN_IMAGES} must be 0 (off) or more")
@@ -177,8 +181,8 @@ class Settings:
             max_image_pixels=_int(env, MAX_IMAGE_PIXELS, cls.max_image_pixels),
             infer_shard_size=_int(env, INFER_SHARD_SIZE, cls.infer_shard_size),
             infer_batch_size=_int(env, INFER_BATCH_SIZE, cls.infer_batch_size),
-            image_size=_int(env, IMAGE_SIZE, cls.image_size),
-            train_batch_size=_int(env, TRAIN_BATCH_SIZE, cls.train_batch_size),
+            image_size=_optional_int(env, IMAGE_SIZE),
+            train_batch_size=_optional_int(env, TRAIN_BATCH_SIZE),
             first_train_min_images=_int(env, FIRST_TRAIN_MIN_IMAGES, cls.first_train_min_images),
             workforce=env.get(WORKFORCE, cls.workforce),
             max_assignments=_int(env, MAX_ASSIGNMENTS, cls.max_assignments),
@@ -229,8 +233,8 @@ class Settings:
             MAX_IMAGE_PIXELS: str(self.max_image_pixels),
             INFER_SHARD_SIZE: str(self.infer_shard_size),
             INFER_BATCH_SIZE: str(self.infer_batch_size),
-            IMAGE_SIZE: str(self.image_size),
-            TRAIN_BATCH_SIZE: str(self.train_batch_size),
+            IMAGE_SIZE: "" if self.image_size is None else str(self.image_size),
+            TRAIN_BATCH_SIZE: "" if self.train_batch_size is None else str(self.train_batch_size),
             FIRST_TRAIN_MIN_IMAGES: str(self.first_train_min_images),
             WORKFORCE: self.workforce,
             MAX_ASSIGNMENTS: str(self.max_assignments),

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Literal
 
+from shared.env import IMAGE_SIZE, TRAIN_BATCH_SIZE
+
 if TYPE_CHECKING:
     from shared.env import Settings
 
@@ -77,8 +79,10 @@ class TrainingRecipe:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrainingRecipe:
-        """The deployment's recipe: the defaults with its configured image and batch sizes."""
-        return cls(image_size=settings.image_size, batch_size=settings.train_batch_size)
+        """The deployment's recipe: the defaults with its configured image and batch sizes
+        (`DRESSVISION_IMAGE_SIZE`, `DRESSVISION_TRAIN_BATCH_SIZE`), where it sets them."""
+        sizes = {"image_size": settings.image_size, "batch_size": settings.train_batch_size}
+        return cls(**{name: value for name, value in sizes.items() if value is not None})
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, base: TrainingRecipe) -> TrainingRecipe:
@@ -142,14 +146,14 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         "--image-size",
         type=int,
         default=keep,
-        help=f"input pixels (default ${_env('IMAGE_SIZE')}, else {d.image_size})",
+        help=f"input pixels (default ${IMAGE_SIZE}, else {d.image_size})",
     )
     add("--epochs", type=int, default=keep, help=f"default {d.epochs}")
     add(
         "--batch-size",
         type=int,
         default=keep,
-        help=f"images per step (default ${_env('TRAIN_BATCH_SIZE')}, else {d.batch_size})",
+        help=f"images per step (default ${TRAIN_BATCH_SIZE}, else {d.batch_size})",
     )
     add("--optimizer", choices=OPTIMIZERS, default=keep, help=f"default {d.optimizer}")
     add("--lr", type=float, default=keep, help=f"peak learning rate (default {d.lr})")
@@ -232,10 +236,3 @@ def parse_recipe(argv: Sequence[str], base: TrainingRecipe | None = None) -> Tra
     """The recipe that job arguments `argv` describe (over `base`, default the defaults)."""
     args, _ = recipe_parser().parse_known_args(list(argv))
     return TrainingRecipe.from_args(args, base or TrainingRecipe())
-
-
-def _env(name: str) -> str:
-    """The name of an environment variable (imported here: `shared.env` imports this module)."""
-    from shared import env
-
-    return getattr(env, name)
