@@ -100,6 +100,8 @@ def main() -> int:
             "crop_margin",
             "bodice",
             "seed",
+            "locator",
+            "oof_folds",
         )
     }
     result = train(job_args, runtime.ports)
