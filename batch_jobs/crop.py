@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-DEFAULT_MARGIN = 0.1
+from shared.recipe import DEFAULT_CROP_MARGIN as DEFAULT_MARGIN  # the recipe's, one value
 
 
 def expand_box(

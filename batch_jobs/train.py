@@ -32,7 +32,6 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
-from batch_jobs.crop import DEFAULT_MARGIN
 from batch_jobs.crossval import out_of_fold_predictions
 from batch_jobs.evaluate import evaluate_records, store_predictions, summary
 from batch_jobs.facets.checkpoint import (
@@ -51,7 +50,7 @@ from batch_jobs.facets.data import (
 )
 from batch_jobs.facets.engine import amp_dtype, pick_device, train_one_epoch
 from batch_jobs.facets.loss import UNKNOWN, MaskedWeightedCrossEntropy, balanced_class_weights
-from batch_jobs.facets.model import DEFAULT_ARCH, FacetNet, backbone_names, create_model
+from batch_jobs.facets.model import FacetNet, backbone_names, create_model
 from batch_jobs.facets.predictor import KIND, METRIC, FacetTagger, load_locator
 from batch_jobs.facets.preprocess import CropConfig, PreprocessConfig
 from batch_jobs.snapshot import export_snapshot, read_snapshot
@@ -59,13 +58,13 @@ from shared.backends import build_ports
 from shared.env import BATCH_JOB_ID, Settings
 from shared.errors import ConfigurationError, DressvisionError, NotFoundError
 from shared.ports import Ports
+from shared.recipe import TrainingRecipe, recipe_parser, trains_locator
 from shared.records import LabelRecord
-from shared.registry import ModelRegistry, unique_stamp
+from shared.registry import ModelKind, ModelRegistry, unique_stamp
 from shared.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BODICE = 0.3  # the top 30% of the crop gets half the rows: the neckline 1.67x larger
+LOCATOR = ModelKind.LOCATOR
 
 # Options that describe the machine, not the run: a resumed run takes them from its new call.
 RUNTIME_OPTIONS = ("progress", "device", "workers", "resume")
@@ -88,93 +87,10 @@ class TrainResult:
         return asdict(self)
 
 
-def facet_list(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    """Training options; the defaults meet the issue's budget on a 2-core CPU (bench/)."""
-    parser = argparse.ArgumentParser(description="Train the facet model", add_help=add_help)
-    parser.add_argument(
-        "--facets",
-        type=facet_list,
-        default=None,
-        help="comma-separated facets to train (default: every taxonomy facet)",
-    )
-    parser.add_argument(
-        "--arch", default=DEFAULT_ARCH, help=f"torchvision ResNet backbone (default {DEFAULT_ARCH})"
-    )
-    parser.add_argument(
-        "--weights",
-        default=None,
-        help="torchvision state dict of --arch (ImageNet); random init without",
-    )
-    parser.add_argument(
-        "--stn",
-        action="store_true",
-        help="spatial transformer in front of the backbone (identity at start)",
-    )
-    parser.add_argument("--image-size", type=int, default=128, help="pixels (default 128)")
-    parser.add_argument("--epochs", type=int, default=45, help="default 45")
-    parser.add_argument("--batch-size", type=int, default=32, help="default 32")
-    parser.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
-    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument(
-        "--warmup-epochs",
-        type=float,
-        default=2.0,
-        help="linear warm-up before the cosine decay (default 2)",
-    )
-    parser.add_argument("--label-smoothing", type=float, default=0.1, help="default 0.1")
-    parser.add_argument(
-        "--ema",
-        type=float,
-        default=0.0,
-        metavar="DECAY",
-        help="keep an exponential moving average of the weights with this "
-        "decay per step (e.g. 0.998) and save it; 0 = off",
-    )
-    parser.add_argument(
-        "--no-class-weights",
-        dest="class_weights",
-        action="store_false",
-        help="plain cross-entropy instead of the balanced class weights",
-    )
-    parser.add_argument(
-        "--locator",
-        choices=("current", "train", "none"),
-        default="current",
-        help="crop to the current locator's box (default), train a locator on "
-        "the same snapshot first, or use whole images",
-    )
-    parser.add_argument(
-        "--crop-margin",
-        type=float,
-        default=DEFAULT_MARGIN,
-        help=f"widen the located box by this share per side ({DEFAULT_MARGIN})",
-    )
-    parser.add_argument(
-        "--bodice",
-        type=float,
-        default=DEFAULT_BODICE,
-        help="the top share of the dress crop magnified to the upper half of the input "
-        f"(default {DEFAULT_BODICE}; 0.5 = uniform)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--oof-folds",
-        type=int,
-        default=0,
-        metavar="K",
-        help="also store out-of-fold predictions of the train split from K models, each "
-        "trained without one fold of products (the relabel loop needs them; K extra trainings)",
-    )
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of the machine and the run, not of the recipe: a resumed run takes
+    `RUNTIME_OPTIONS` from its new call, and a retry keeps its run id."""
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument(
-        "--no-amp", dest="amp", action="store_false", help="float32 only (no bf16/fp16 autocast)"
-    )
     parser.add_argument("--workers", type=int, default=2, help="decoding threads")
     parser.add_argument(
         "--run-id",
@@ -188,11 +104,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="checkpoint key to resume from (the run's own is found by itself)",
     )
     parser.add_argument(
-        "--force",
-        action="store_true",
-        help="promote even if the test macro F1 is worse than the current one's",
-    )
-    parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -201,9 +112,29 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """The job's command line: the training recipe (`shared.recipe`, the options
+    `dressvision train` shares) and the run's own options. A recipe option that is not given
+    is absent from the result: `job_args` fills it in from the deployment's settings."""
+    parser = argparse.ArgumentParser(
+        description="Train the facet model", add_help=add_help, parents=[recipe_parser()]
+    )
+    return add_runtime_arguments(parser)
+
+
+def job_args(args: argparse.Namespace, settings: Settings) -> argparse.Namespace:
+    """The complete options of a run: `args` (parsed with `get_args_parser`) over the
+    recipe of `settings` (`TrainingRecipe.from_settings`)."""
+    recipe = TrainingRecipe.from_args(args, TrainingRecipe.from_settings(settings))
+    return argparse.Namespace(**{**vars(args), **asdict(recipe)})
+
+
 def default_args(**overrides: Any) -> argparse.Namespace:
-    """The parser's defaults with `overrides` (for callers that build no command line)."""
-    args = get_args_parser(add_help=False).parse_args([])
+    """The recipe's defaults (`TrainingRecipe()`, no settings) and the run options' defaults,
+    with `overrides` (for callers that build no command line)."""
+    args = argparse.Namespace(
+        **vars(get_args_parser(add_help=False).parse_args([])), **asdict(TrainingRecipe())
+    )
     for name, value in overrides.items():
         if not hasattr(args, name):
             raise ValueError(f"unknown training option {name!r}")
@@ -319,7 +250,8 @@ def _locator_for(
 ) -> tuple[Any | None, dict | None]:
     """The locator this run crops with (fixed at its start) and, if trained here, its summary."""
     trained = None
-    if args.locator == "train" and getattr(args, "locator_version", None) is None:
+    fixed = getattr(args, "locator_version", None) is not None  # a resumed run's
+    if not fixed and trains_locator(args.locator, registry.current(LOCATOR)):
         from batch_jobs.locator import LocatorDataError, train_locator
 
         try:
@@ -341,7 +273,7 @@ def _locator_for(
         args.locator_version = None
         return None, trained
     if getattr(args, "locator_version", None) is None:
-        args.locator_version = registry.current("locator")
+        args.locator_version = registry.current(LOCATOR)
     if args.locator_version is None:
         return None, trained
     return load_locator(registry, args.locator_version), trained
@@ -596,7 +528,7 @@ def main(args: argparse.Namespace, ports: Ports | None = None) -> int:
     """The Batch job: train with the deployment's ports, print a JSON summary."""
     ports = ports or build_ports(Settings.from_env())
     try:
-        result = train(args, ports)
+        result = train(job_args(args, ports.settings), ports)
     except FacetDataError as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 2

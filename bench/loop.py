@@ -237,10 +237,10 @@ def main() -> int:
 
     if train_job is None:
         raise SystemExit(f"no training submitted: fewer than {RETRAIN_THRESHOLD} labels changed")
-    runtime.ports.jobs.wait(train_job)  # type: ignore[attr-defined]
-    status = runtime.ports.jobs.status(train_job)
+    runtime.jobs.wait(train_job)
+    status = runtime.jobs.status(train_job)
     if status != "SUCCEEDED":
-        log = runtime.ports.jobs.log_path(train_job)  # type: ignore[attr-defined]
+        log = runtime.jobs.log_path(train_job)
         raise SystemExit(f"retraining job {train_job} {status}; see {log}")
     second = ModelRegistry(runtime.ports.artifacts).current(FACETS)
     lap("retrain_job")

@@ -84,7 +84,7 @@ def main() -> int:
     started = time.perf_counter()
     from batch_jobs.train import train
 
-    job_args = training_args(cli_args("--json"))
+    job_args = training_args(cli_args("--json"), runtime.settings)
     recipe = {
         name: getattr(job_args, name)
         for name in (
@@ -100,12 +100,17 @@ def main() -> int:
             "crop_margin",
             "bodice",
             "seed",
+            "locator",
+            "oof_folds",
         )
     }
     result = train(job_args, runtime.ports)
     command_s = time.perf_counter() - started
     trained = summarize(result)
-    facet_s = sum(v for k, v in result.seconds.items() if k != "total" and k != "snapshot")
+    # The facet model alone: not the snapshot, nor the out-of-fold models the default also trains.
+    facet_s = sum(
+        v for k, v in result.seconds.items() if k not in ("total", "snapshot", "out_of_fold")
+    )
 
     fresh = imported_home(work, "fresh", args.fresh_products, args.fresh_seed)
     copy_models(runtime, fresh)

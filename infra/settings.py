@@ -43,10 +43,16 @@ class StageSettings:
     shared_memory_gib: int = 4  # /dev/shm for the PyTorch data loader workers
     infer_timeout_hours: int = 2
     train_timeout_hours: int = 12
-    # Model settings, given to both jobs as DRESSVISION_INFER_BATCH_SIZE / DRESSVISION_IMAGE_SIZE.
+    # Model settings, in the environment of the Lambdas that submit jobs and of the jobs:
+    # DRESSVISION_INFER_BATCH_SIZE (the infer job's --batch-size), DRESSVISION_IMAGE_SIZE and
+    # DRESSVISION_TRAIN_BATCH_SIZE (the training recipe's, as `dressvision train` reads them).
     infer_batch_size: int = 64  # images per forward pass
-    image_size: int = 224  # training input size; inference uses the size saved with the model
+    image_size: int = 128  # training input size (the recipe's); inference uses the model's own
+    train_batch_size: int = 32  # images per training step (the recipe's)
     infer_shard_size: int = 500  # images per array-job child (DRESSVISION_INFER_SHARD_SIZE)
+    # A fresh stack's first training (locator included) is submitted by ingest once this many
+    # labeled images are registered and no facet model is current; 0: train by hand.
+    first_train_min_images: int = 300
     # Ingest Lambda.
     ingest_batch_size: int = 50
     ingest_max_batching_seconds: int = 20
@@ -76,8 +82,15 @@ class StageSettings:
             "sharedMemoryGib",
             "more than 0 and less than jobMemoryGib",
         )
-        for name in ("infer_batch_size", "image_size", "infer_shard_size", "ingest_batch_size"):
+        for name in (
+            "infer_batch_size",
+            "image_size",
+            "train_batch_size",
+            "infer_shard_size",
+            "ingest_batch_size",
+        ):
             _check(getattr(self, name) >= 1, _camel(name), "at least 1")
+        _check(self.first_train_min_images >= 0, "firstTrainMinImages", "0 (off) or more")
         _check(
             1 <= self.ingest_max_batching_seconds <= 300,
             "ingestMaxBatchingSeconds",

@@ -15,14 +15,12 @@ import logging
 
 from lambdas import wiring
 from shared.inference import catalog_entries, current_model_version, submit_inference
-from shared.keys import model_prefix
+from shared.keys import failed_job_key, reinfer_marker_key
 from shared.messages import BatchJobStateChange
 from shared.ports import Ports
+from shared.registry import ModelKind
 
 logger = logging.getLogger(__name__)
-
-FAILED_PREFIX = "jobs/failed/"
-REINFER_MARKER = "reinfer.json"
 
 
 def job_kind(event: BatchJobStateChange) -> str | None:
@@ -49,7 +47,7 @@ def on_job_state_change(ports: Ports, event: BatchJobStateChange) -> str:
             "exit_code": detail.container.get("exitCode"),
         }
         ports.artifacts.put(
-            f"{FAILED_PREFIX}{detail.job_id}.json",
+            failed_job_key(detail.job_id),
             json.dumps(record).encode(),
             content_type="application/json",
         )
@@ -57,14 +55,14 @@ def on_job_state_change(ports: Ports, event: BatchJobStateChange) -> str:
         return "failure recorded"
     if detail.status != "SUCCEEDED":
         return f"ignored: {detail.status}"
-    version = current_model_version(ports)
+    version = current_model_version(ports, ModelKind.FACETS)
     if kind == "infer":
         if ports.review_queue is None:
             return "no review queue configured"
         ports.review_queue.send(json.dumps({"model_version": version, "job_id": detail.job_id}))
         return "review queued"
     if kind == "train" and version is not None:
-        marker = model_prefix("facets", version) + REINFER_MARKER
+        marker = reinfer_marker_key(ModelKind.FACETS, version)
         if ports.artifacts.exists(marker):
             return "catalog already re-inferred for this model"
         entries = catalog_entries(ports)

@@ -4,7 +4,9 @@ For each uploaded photo under `catalog/`: validate it (reading only what it need
 idempotently in the LabelStore with its fixed split and its catalog labels (carried in the
 object's metadata by `dressvision import`, absent for a plain upload), record an invalid file
 with its reason. Then write one inference manifest for the images that need predictions and
-submit the `infer` job (an array job over shards) when a current facet model exists.
+submit the `infer` job (an array job over shards) when a current facet model exists. On a fresh
+deployment (no facet model yet), submit the first training once enough labeled images are
+registered (`shared.training.maybe_first_training`: one job, however many batches).
 
 SQS delivers at least once: a redelivered message, or a re-upload of the same bytes, finds the
 image UNCHANGED (one HEAD request, no download) and changes nothing. Failures are reported per
@@ -29,6 +31,7 @@ from shared.keys import is_catalog_image_key
 from shared.messages import ManifestEntry, S3Notification, SqsEvent
 from shared.ports import Ports, RegisterOutcome
 from shared.records import ImageStatus, LabelRecord, LabelSource
+from shared.training import maybe_first_training
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +158,8 @@ def handle_sqs_batch(event: dict, ports: Ports) -> dict:
     failures: list[str] = []
     pending: dict[str, list[IngestResult]] = {}  # message id -> results needing inference
     model_version = current_model_version(ports)
-    for message in SqsEvent.model_validate(event).records:
+    messages = SqsEvent.model_validate(event).records
+    for message in messages:
         try:
             notification = S3Notification.model_validate_json(message.body)
             if notification.is_test_event:
@@ -186,6 +190,14 @@ def handle_sqs_batch(event: dict, ports: Ports) -> dict:
             # Registered but not yet tagged: redeliver these messages so the job is retried.
             logger.exception("could not submit the inference job; will retry")
             failures.extend(pending)
+    if model_version is None:
+        try:
+            maybe_first_training(ports)
+        except Exception:
+            # Registered, but the first training is not submitted: redeliver the batch (it
+            # changes nothing else) so that it tries again.
+            logger.exception("could not submit the first training; will retry")
+            failures.extend(m.message_id for m in messages)
     return {"batchItemFailures": [{"itemIdentifier": m} for m in dict.fromkeys(failures)]}
 
 

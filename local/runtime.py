@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import quote_plus
 
 from shared.backends import build_ports
+from shared.embedded.jobs import LocalJobRunner
 from shared.embedded.queues import LocalQueue
 from shared.env import HOME, Settings
 from shared.ports import ObjectInfo, Ports
@@ -72,10 +73,12 @@ class LocalRuntime:
         self._job_events: queue.SimpleQueue[dict] = queue.SimpleQueue()
         self.ingest_queue = LocalQueue("dressvision-ingest")
         self.review_queue = LocalQueue("dressvision-review")
-        self.ports: Ports = replace(
-            build_ports(settings, on_job_event=self._job_events.put),
-            review_queue=self.review_queue,
-        )
+        ports = build_ports(settings, on_job_event=self._job_events.put)
+        if not isinstance(ports.jobs, LocalJobRunner):  # build_ports' choice for "local"
+            raise TypeError(f"the local runtime needs local jobs, got {type(ports.jobs)}")
+        # The same runner as `ports.jobs`, with its local interface (wait, status, log_path).
+        self.jobs: LocalJobRunner = ports.jobs
+        self.ports: Ports = replace(ports, review_queue=self.review_queue)
         # EventBridge's rule for "Batch Job State Change" -> λ batch_events, as on AWS.
         self.job_event_handlers: list[EventHandler] = [self._batch_events_handler]
 
@@ -152,7 +155,7 @@ class LocalRuntime:
     def wait_for_jobs(self, timeout: float | None = None) -> None:
         """Block until every submitted job ended, then deliver what they caused."""
         self.drain()
-        self.ports.jobs.wait(timeout=timeout)  # type: ignore[attr-defined]
+        self.jobs.wait(timeout=timeout)
         self.drain()
 
     @property

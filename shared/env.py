@@ -37,7 +37,13 @@ MAX_IMAGE_BYTES = "DRESSVISION_MAX_IMAGE_BYTES"
 MAX_IMAGE_PIXELS = "DRESSVISION_MAX_IMAGE_PIXELS"
 INFER_SHARD_SIZE = "DRESSVISION_INFER_SHARD_SIZE"  # images per array-job child
 INFER_BATCH_SIZE = "DRESSVISION_INFER_BATCH_SIZE"  # images per forward pass (infer job)
+# The training recipe's settings (shared/recipe.py): `dressvision train` and every training a
+# handler submits use them, unless an option says otherwise.
 IMAGE_SIZE = "DRESSVISION_IMAGE_SIZE"  # training input pixels; inference uses the model's own
+TRAIN_BATCH_SIZE = "DRESSVISION_TRAIN_BATCH_SIZE"  # images per training step
+# Labeled images a fresh deployment waits for before ingest submits its first training by itself
+# (locator included); 0 turns that off.
+FIRST_TRAIN_MIN_IMAGES = "DRESSVISION_FIRST_TRAIN_MIN_IMAGES"
 
 # Relabel tasks: which Workforce answers them ("internal", "simulated", "mturk", "a2i") and how.
 WORKFORCE = "DRESSVISION_WORKFORCE"
@@ -66,6 +72,11 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _optional_int(environ: Mapping[str, str], name: str) -> int | None:
+    """An integer, or None when the variable is unset or empty (meaning: the default)."""
+    return None if environ.get(name) in (None, "") else _int(environ, name, 0)
 
 
 def _float(environ: Mapping[str, str], name: str, default: float) -> float:
@@ -115,6 +126,11 @@ class Settings:
     max_image_bytes: int = 30 * 1024 * 1024
     max_image_pixels: int = 50_000_000
     infer_shard_size: int = 500
+    infer_batch_size: int = 64
+    # The training recipe's sizes for this deployment; None: the recipe's own (shared/recipe.py).
+    image_size: int | None = None
+    train_batch_size: int | None = None
+    first_train_min_images: int = 0  # off unless set (infra sets it on AWS)
     workforce: str = "internal"
     max_assignments: int = 3
     mturk_production: bool = False
@@ -136,6 +152,16 @@ class Settings:
             raise ValueError(
                 f"{WORKFORCE} must be one of {', '.join(WORKFORCES)}, got {self.workforce!r}"
             )
+        for name, value in (
+            (INFER_SHARD_SIZE, self.infer_shard_size),
+            (INFER_BATCH_SIZE, self.infer_batch_size),
+            (IMAGE_SIZE, self.image_size),
+            (TRAIN_BATCH_SIZE, self.train_batch_size),
+        ):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if self.first_train_min_images < 0:
+            raise ValueError(f"{FIRST_TRAIN_MIN_IMAGES} must be 0 (off) or more")
         if self.max_assignments < 1:
             raise ValueError(f"{MAX_ASSIGNMENTS} must be at least 1, got {self.max_assignments}")
         if self.mturk_reward_usd <= 0 or self.mturk_budget_usd < 0:
@@ -154,6 +180,10 @@ class Settings:
             max_image_bytes=_int(env, MAX_IMAGE_BYTES, cls.max_image_bytes),
             max_image_pixels=_int(env, MAX_IMAGE_PIXELS, cls.max_image_pixels),
             infer_shard_size=_int(env, INFER_SHARD_SIZE, cls.infer_shard_size),
+            infer_batch_size=_int(env, INFER_BATCH_SIZE, cls.infer_batch_size),
+            image_size=_optional_int(env, IMAGE_SIZE),
+            train_batch_size=_optional_int(env, TRAIN_BATCH_SIZE),
+            first_train_min_images=_int(env, FIRST_TRAIN_MIN_IMAGES, cls.first_train_min_images),
             workforce=env.get(WORKFORCE, cls.workforce),
             max_assignments=_int(env, MAX_ASSIGNMENTS, cls.max_assignments),
             mturk_production=_bool(env, MTURK_PRODUCTION),
@@ -202,6 +232,10 @@ class Settings:
             MAX_IMAGE_BYTES: str(self.max_image_bytes),
             MAX_IMAGE_PIXELS: str(self.max_image_pixels),
             INFER_SHARD_SIZE: str(self.infer_shard_size),
+            INFER_BATCH_SIZE: str(self.infer_batch_size),
+            IMAGE_SIZE: "" if self.image_size is None else str(self.image_size),
+            TRAIN_BATCH_SIZE: "" if self.train_batch_size is None else str(self.train_batch_size),
+            FIRST_TRAIN_MIN_IMAGES: str(self.first_train_min_images),
             WORKFORCE: self.workforce,
             MAX_ASSIGNMENTS: str(self.max_assignments),
             MTURK_PRODUCTION: "true" if self.mturk_production else "false",

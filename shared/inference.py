@@ -22,7 +22,8 @@ def current_model_version(ports: Ports, kind: str = ModelKind.FACETS) -> str | N
 
 
 def submit_inference(ports: Ports, entries: list[ManifestEntry]) -> str:
-    """Write a manifest and submit the infer job (an array job over shards). Returns job id.
+    """Write a manifest and submit the infer job (an array job over shards) with the
+    deployment's batch size (images per forward pass). Returns the job id.
 
     The manifest id ends with a hash of its lines, so a redelivered batch rewrites the same
     manifest rather than a new one.
@@ -35,7 +36,7 @@ def submit_inference(ports: Ports, entries: list[ManifestEntry]) -> str:
     shards = math.ceil(len(entries) / ports.settings.infer_shard_size)
     request = JobRequest(
         name="infer",
-        args=["--manifest", key],
+        args=["--manifest", key, "--batch-size", str(ports.settings.infer_batch_size)],
         array_size=shards if shards > 1 else None,
         job_name=f"infer-{manifest_id}",
     )

@@ -237,6 +237,12 @@ class ObjectStore(ABC):
     ) -> ObjectInfo: ...
 
     @abstractmethod
+    def put_if_absent(self, key: str, body: bytes, *, content_type: str | None = None) -> bool:
+        """Create the object only if no object is at `key`, atomically: of concurrent callers
+        exactly one gets True (a claim, e.g. "I submit the first training"); the others get
+        False and nothing is written."""
+
+    @abstractmethod
     def get(self, key: str) -> StoredObject:
         """The whole object; `NotFoundError` if absent."""
 

@@ -44,6 +44,15 @@ def utc_stamp(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime(_STAMP_FORMAT)
 
 
+def parse_stamp(stamp: str) -> datetime | None:
+    """The time of a `utc_stamp` or `unique_stamp` id (`20261128T031500Z`, `...Z-01`), or None
+    when `stamp` is not one."""
+    try:
+        return datetime.strptime(stamp[:16], _STAMP_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def unique_stamp(taken: Callable[[str], bool], now: datetime | None = None) -> str:
     """`utc_stamp()`, with a zero-padded suffix (`-01`, `-02`, ...) when that one is taken.
 

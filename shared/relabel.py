@@ -15,7 +15,8 @@ Plain functions over the ports, shared by the review and collect Lambdas and the
   estimated across all tasks), then decide each open task: update the label (optimistic
   locking, a label event with the votes), ask for more answers, or escalate to staff. A label
   that changed after the task was published is never overwritten: the conflict is recorded.
-- `maybe_retrain`: submit training once enough labels changed since the last one.
+- `maybe_retrain`: submit training (the deployment's recipe, `shared.training`) once enough
+  labels changed since the last one.
 """
 
 from __future__ import annotations
@@ -30,17 +31,17 @@ import numpy as np
 
 from shared.aggregation import AggregationConfig, Outcome, dawid_skene, decide
 from shared.errors import BudgetExceededError, ConflictError, NotFoundError
-from shared.keys import SNAPSHOT_PREFIX
-from shared.messages import JobRequest
+from shared.keys import SNAPSHOT_PREFIX, TRAIN_REQUEST_KEY, snapshot_id_of
 from shared.ports import Ports, Workforce
 from shared.records import ImageStatus, LabelRecord, LabelSource
+from shared.registry import parse_stamp
 from shared.suspicious import rank_suspicious
 from shared.tasks import RelabelTask, Vote
+from shared.training import training_request
 
 logger = logging.getLogger(__name__)
 
 OOF_SUFFIX = "+oof"
-TRAIN_REQUEST_KEY = "loop/train-requested.json"
 UPDATE_ATTEMPTS = 5
 
 
@@ -376,13 +377,11 @@ def answer_as_staff(ports: Ports, task_id: str, label: str, *, who: str = "staff
 
 def _last_training_start(ports: Ports) -> datetime | None:
     """The newest labels snapshot (every training starts with one) or training request."""
-    stamps = []
-    for key in ports.artifacts.list(SNAPSHOT_PREFIX):
-        name = key[len(SNAPSHOT_PREFIX) :].split(".")[0][:16]
-        try:
-            stamps.append(datetime.strptime(name, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC))
-        except ValueError:
-            continue
+    stamps = [
+        stamp
+        for key in ports.artifacts.list(SNAPSHOT_PREFIX)
+        if (stamp := parse_stamp(snapshot_id_of(key))) is not None
+    ]
     try:
         request = json.loads(ports.artifacts.get(TRAIN_REQUEST_KEY).body)
         stamps.append(datetime.fromisoformat(request["at"]))
@@ -402,11 +401,13 @@ def changes_since_last_training(ports: Ports) -> int:
 
 def maybe_retrain(ports: Ports) -> str | None:
     """Submit the training job when at least `retrain_threshold` labels changed since the last
-    training (or training request). Returns the job id, or None."""
+    training (or training request). Returns the job id, or None. The job carries the
+    deployment's whole recipe (`training_request`): the locator when none is current,
+    out-of-fold predictions for the next review, the configured image and batch sizes."""
     changed = changes_since_last_training(ports)
     if changed < ports.settings.retrain_threshold:
         return None
-    job_id = ports.jobs.submit(JobRequest(name="train", args=[]))
+    job_id = ports.jobs.submit(training_request(ports))
     record = {"at": datetime.now(UTC).isoformat(), "job_id": job_id, "changed": changed}
     ports.artifacts.put(
         TRAIN_REQUEST_KEY, json.dumps(record).encode(), content_type="application/json"

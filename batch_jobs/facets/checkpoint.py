@@ -14,14 +14,16 @@ from typing import Any
 
 import torch
 
+from shared import keys
 from shared.errors import NotFoundError
 from shared.ports import ObjectStore
+from shared.registry import ModelKind
 
-CHECKPOINT_PREFIX = "checkpoints/facets/"
+CHECKPOINT_PREFIX = keys.checkpoints_prefix(ModelKind.FACETS)
 
 
 def checkpoint_key(run_id: str) -> str:
-    return f"{CHECKPOINT_PREFIX}{run_id}/checkpoint.pt"
+    return keys.checkpoint_key(ModelKind.FACETS, run_id)
 
 
 def serialize(state: dict[str, Any]) -> bytes:

@@ -1,7 +1,7 @@
 """The DynamoDB tables: Labels, Predictions (with the `by_model` index) and Tasks (with the
 `by_status` and `by_external_id` indexes).
 
-Key names come from the adapter that reads and writes them (`shared/aws/dynamodb.py`), so the
+Key names come from `shared/keys.py`, the schema the DynamoDB adapters read and write, so the
 table and the code cannot disagree.
 """
 
@@ -11,14 +11,12 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as ddb
 from constructs import Construct
 
-from shared.aws.dynamodb import (
+from shared.keys import (
     LABELS_PARTITION_KEY,
     LABELS_SORT_KEY,
     PREDICTIONS_BY_MODEL_INDEX,
     PREDICTIONS_PARTITION_KEY,
     PREDICTIONS_SORT_KEY,
-)
-from shared.aws.tasks_dynamodb import (
     TASKS_BY_EXTERNAL_ID_INDEX,
     TASKS_BY_STATUS_INDEX,
     TASKS_EXTERNAL_ID,

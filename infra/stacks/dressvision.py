@@ -23,26 +23,23 @@ from infra.constructs.review_loop import ReviewLoop
 from infra.constructs.tables import DataTables
 from infra.grants import RoleGrants
 from infra.settings import StageSettings
-from lambdas.batch_events import FAILED_PREFIX, REINFER_MARKER
 from shared import env
 from shared.keys import (
+    A2I_OUTPUT_PREFIX,
     CATALOG_PREFIX,
+    CHECKPOINTS_PREFIX,
     EMBEDDINGS_PREFIX,
+    FAILED_JOBS_PREFIX,
+    FIRST_TRAINING_KEY,
     MANIFEST_PREFIX,
     MODELS_PREFIX,
     SNAPSHOT_PREFIX,
+    TRAIN_REQUEST_KEY,
+    reinfer_markers_pattern,
 )
-from shared.relabel import TRAIN_REQUEST_KEY
 
 INGEST_TIMEOUT = Duration.minutes(3)  # a batch of 50 photos: HEAD + GET + decode check each
 INGEST_MEMORY_MB = 1024  # decoding a 50-megapixel photo takes ~150 MB; 1 GB also buys CPU
-# Training checkpoints (batch_jobs/facets/checkpoint.py CHECKPOINT_PREFIX lives under it).
-CHECKPOINTS_PREFIX = "checkpoints/"
-# Where the A2I flow definition writes its loops' output (its S3OutputPath must be
-# s3://<ArtifactsBucket>/a2i/): collect reads the answers there.
-A2I_OUTPUT_PREFIX = "a2i/"
-# models/facets/<version>/reinfer.json: batch_events' once-per-model re-inference marker.
-REINFER_MARKERS = f"{MODELS_PREFIX}*/{REINFER_MARKER}"
 
 
 class DressvisionStack(Stack):
@@ -78,6 +75,18 @@ class DressvisionStack(Stack):
             env.PREDICTIONS_TABLE: self.tables.predictions.table_name,
             env.TASKS_TABLE: self.tables.tasks.table_name,
             env.INFER_SHARD_SIZE: str(self.settings.infer_shard_size),
+            **self.model_environment(),
+        }
+
+    def model_environment(self) -> dict[str, str]:
+        """The model settings: read by whoever submits a job (the infer job's batch size, the
+        training recipe's sizes: `shared.training`, `shared.inference`) and by the train job
+        itself (a job submitted by hand, without options, trains the same recipe)."""
+        s = self.settings
+        return {
+            env.INFER_BATCH_SIZE: str(s.infer_batch_size),
+            env.IMAGE_SIZE: str(s.image_size),
+            env.TRAIN_BATCH_SIZE: str(s.train_batch_size),
         }
 
     def workforce_environment(self) -> dict[str, str]:
@@ -113,11 +122,7 @@ class DressvisionStack(Stack):
                 "infer": Duration.hours(s.infer_timeout_hours),
                 "train": Duration.hours(s.train_timeout_hours),
             },
-            environment={
-                **self.data_environment(),
-                env.INFER_BATCH_SIZE: str(s.infer_batch_size),
-                env.IMAGE_SIZE: str(s.image_size),
-            },
+            environment=self.data_environment(),
         )
 
     def _ingest(self) -> tuple[QueueWithDeadLetter, ProjectFunction]:
@@ -133,7 +138,11 @@ class DressvisionStack(Stack):
             package=self.package,
             handler="lambdas.ingest.handler",
             description="Registers uploaded catalog photos and submits their inference",
-            environment={**self.data_environment(), **self.jobs.submission_environment()},
+            environment={
+                **self.data_environment(),
+                **self.jobs.submission_environment(),
+                env.FIRST_TRAIN_MIN_IMAGES: str(s.first_train_min_images),
+            },
             timeout=INGEST_TIMEOUT,
             memory_size=INGEST_MEMORY_MB,
         )
@@ -158,7 +167,13 @@ class DressvisionStack(Stack):
         grants.objects(self.buckets.artifacts, MANIFEST_PREFIX, write=True)
         grants.table(self.tables.labels, write=True)
         grants.table(self.tables.predictions)  # what a redelivery still has to predict
-        self.jobs.grant_submit(ingest.role, "infer")
+        if s.first_train_min_images > 0:
+            # A fresh stack's first training: claimed by creating the key (deleted again if
+            # the submission fails), then submitted.
+            grants.keys(self.buckets.artifacts, FIRST_TRAINING_KEY, read=True, write=True)
+            self.jobs.grant_submit(ingest.role, "infer", "train")
+        else:
+            self.jobs.grant_submit(ingest.role, "infer")
         return queue, ingest
 
     def _review_loop(self) -> ReviewLoop:
@@ -189,9 +204,9 @@ class DressvisionStack(Stack):
         artifacts, tables, loop = self.buckets.artifacts, self.tables, self.loop
         batch_events = RoleGrants(loop.batch_events.role)
         batch_events.objects(artifacts, MODELS_PREFIX, read=True)  # current.json, markers
-        batch_events.keys(artifacts, REINFER_MARKERS, write=True)
+        batch_events.keys(artifacts, reinfer_markers_pattern(), write=True)
         batch_events.objects(artifacts, MANIFEST_PREFIX, write=True)
-        batch_events.objects(artifacts, FAILED_PREFIX, write=True)
+        batch_events.objects(artifacts, FAILED_JOBS_PREFIX, write=True)
         batch_events.table(tables.labels)  # the whole catalog, for a re-inference
         loop.review_queue.queue.grant_send_messages(loop.batch_events.role)
         self.jobs.grant_submit(loop.batch_events.role, "infer")

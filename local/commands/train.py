@@ -1,52 +1,35 @@
 """`dressvision train`: train the facet model (and the locator) on the current labels, here.
 
-The same function as the Batch job (`python -m batch_jobs.train`), run in this process so the
-progress bars show; the labels snapshot, registry and promotion rule are the job's.
+The same function and the same recipe as the Batch job (`python -m batch_jobs.train`), run in
+this process so the progress bars show; the labels snapshot, registry and promotion rule are
+the job's. The options are the recipe's (`shared/recipe.py`, shared with the job through
+`parents=`), over the home's settings (`DRESSVISION_IMAGE_SIZE`, `DRESSVISION_TRAIN_BATCH_SIZE`):
+with no option this trains exactly what a deployment's automatic training does. This command
+changes no recipe default (see `training_args`).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
+from dataclasses import asdict
+
+from shared.recipe import TrainingRecipe, recipe_parser
 
 
 def register(commands) -> None:
     parser = commands.add_parser(
         "train",
+        parents=[recipe_parser()],
         help="train the facet model on the current labels",
         description=(
-            "Export a labels snapshot, train the dress locator on it (unless --locator says "
-            "otherwise), train the facet model on the located crops, evaluate it on the fixed "
+            "Export a labels snapshot, train the dress locator on it when none is current "
+            "(--locator), train the facet model on the located crops, evaluate it on the fixed "
             "train/test splits, save it in the model registry and promote it if its test macro "
-            "F1 is not worse than the current model's. Predictions of every image are stored."
+            "F1 is not worse than the current model's, then train the out-of-fold models whose "
+            "predictions `review` ranks the train split with (--oof-folds). Predictions of "
+            "every image are stored."
         ),
-    )
-    parser.add_argument("--epochs", type=int, default=None, help="default 45")
-    parser.add_argument("--image-size", type=int, default=None, help="pixels (default 128)")
-    parser.add_argument("--arch", default=None, help="torchvision ResNet (default resnet18)")
-    parser.add_argument(
-        "--weights",
-        type=Path,
-        default=None,
-        help="torchvision state dict of --arch (ImageNet weights); random init without",
-    )
-    parser.add_argument("--stn", action="store_true", help="spatial transformer in front")
-    parser.add_argument("--facets", default=None, help="comma-separated facets (default all)")
-    parser.add_argument(
-        "--locator",
-        choices=("train", "current", "none"),
-        default="train",
-        help="train a locator first (default), use the current one, or whole images",
-    )
-    parser.add_argument("--seed", type=int, default=None, help="default 0")
-    parser.add_argument("--force", action="store_true", help="promote even if worse")
-    parser.add_argument(
-        "--oof-folds",
-        type=int,
-        default=None,
-        metavar="K",
-        help="also store out-of-fold predictions from K models (needed by `dressvision review`)",
     )
     parser.add_argument(
         "--json",
@@ -57,26 +40,14 @@ def register(commands) -> None:
     parser.set_defaults(func=run)
 
 
-def training_args(args):
-    """The job's options from this command's flags (unset flags keep the job's defaults)."""
-    from batch_jobs.train import default_args, facet_list
+def training_args(args, settings):
+    """The job's complete options: this command's recipe options over the recipe of
+    `settings`, and the job's run options. The one thing decided here is a run option, not a
+    recipe default: progress bars when a person watches a terminal."""
+    from batch_jobs.train import default_args
 
-    chosen = {
-        "epochs": args.epochs,
-        "image_size": args.image_size,
-        "arch": args.arch,
-        "weights": str(args.weights) if args.weights else None,
-        "seed": args.seed,
-        "facets": facet_list(args.facets) if args.facets else None,
-        "oof_folds": args.oof_folds,
-    }
-    return default_args(
-        **{k: v for k, v in chosen.items() if v is not None},
-        stn=args.stn,
-        locator=args.locator,
-        force=args.force,
-        progress=not args.json and sys.stderr.isatty(),
-    )
+    recipe = TrainingRecipe.from_args(args, TrainingRecipe.from_settings(settings))
+    return default_args(**asdict(recipe), progress=not args.json and sys.stderr.isatty())
 
 
 def summarize(result) -> dict:
@@ -101,7 +72,7 @@ def run(args) -> int:
     from local.runtime import LocalRuntime
 
     runtime = LocalRuntime.open(args.home)
-    result = train(training_args(args), runtime.ports)
+    result = train(training_args(args, runtime.settings), runtime.ports)
     data = summarize(result)
     if args.json:
         print(json.dumps(data))

@@ -5,7 +5,7 @@ event is `sk = "EVENT#<iso time>#<version>#<facet>"` in the same partition, so a
 events are written in one transaction and read with one Query. Predictions table: partition
 `image_id`, sort `model_version`, GSI `by_model` (partition `model_version`, sort `image_id`).
 Record bodies are JSON strings (no float/Decimal round trips); key attributes sit next to them.
-The key names below are the schema: `infra/` imports them so the CDK tables match.
+The key names are the schema, in `shared/keys.py`: `infra/` builds the tables from them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from shared.errors import ConfigurationError, ConflictError, NotFoundError, StoreThrottledError
+from shared.keys import (
+    LABELS_PARTITION_KEY,
+    LABELS_SORT_KEY,
+    PREDICTIONS_BY_MODEL_INDEX,
+    PREDICTIONS_PARTITION_KEY,
+    PREDICTIONS_SORT_KEY,
+)
 from shared.ports import (
     LabelStore,
     PredictionStore,
@@ -29,13 +36,8 @@ from shared.ports import (
 )
 from shared.records import LabelEvent, LabelRecord, LabelSource, PredictionRecord
 
-LABELS_PARTITION_KEY = "image_id"
-LABELS_SORT_KEY = "sk"
 LABEL_SK = "LABEL"
 EVENT_SK_PREFIX = "EVENT#"
-PREDICTIONS_PARTITION_KEY = "image_id"
-PREDICTIONS_SORT_KEY = "model_version"
-PREDICTIONS_BY_MODEL_INDEX = "by_model"  # partition model_version, sort image_id
 BODY = "body"  # the record's JSON
 VERSION = "version"  # the label record's optimistic-lock counter, a number
 

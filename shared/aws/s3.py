@@ -10,6 +10,8 @@ from shared.ports import ObjectInfo, ObjectStore, StoredObject
 
 # Error codes S3 uses for a missing key: GetObject says NoSuchKey, HeadObject (no body) says 404.
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
+# A conditional create lost: the key exists (412) or another conditional write won (409).
+_ALREADY_THERE = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
 
 
 class S3ObjectStore(ObjectStore):
@@ -50,6 +52,18 @@ class S3ObjectStore(ObjectStore):
             metadata=meta,
             content_type=content_type or "binary/octet-stream",  # S3's default
         )
+
+    def put_if_absent(self, key: str, body: bytes, *, content_type: str | None = None) -> bool:
+        """S3's conditional write (`If-None-Match: *`): 412 when the key exists, 409 when a
+        concurrent conditional write of the same key won."""
+        extra = {"ContentType": content_type} if content_type else {}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
+        except _boto_errors() as exc:
+            if _code(exc) in _ALREADY_THERE:
+                return False
+            raise self._error("put_object", key, exc) from exc
+        return True
 
     def get(self, key: str) -> StoredObject:
         response = self._call("get_object", key, Bucket=self.bucket, Key=key)

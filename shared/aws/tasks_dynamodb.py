@@ -5,7 +5,7 @@ without a scan; GSI `by_external_id` (partition `external_id`) finds the task of
 notification. `external_id` is written only when set, so unpublished tasks stay out of that
 index (a sparse index). GSI reads are eventually consistent: a task updated a moment ago may
 still be listed under its old status; `find_by_external_id` re-reads the task consistently.
-The key names below are the schema: `infra/` imports them so the CDK table matches.
+The key names are the schema, in `shared/keys.py`: `infra/` builds the table from them.
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ from botocore.exceptions import ClientError
 
 from shared.aws.dynamodb import BODY, VERSION, _DynamoDBTable
 from shared.errors import ConflictError, NotFoundError
+from shared.keys import (
+    TASKS_BY_EXTERNAL_ID_INDEX,
+    TASKS_BY_STATUS_INDEX,
+    TASKS_EXTERNAL_ID,
+    TASKS_PARTITION_KEY,
+    TASKS_STATUS,
+)
 from shared.ports import TaskStore
 from shared.tasks import RelabelTask, TaskStatus, next_version
-
-TASKS_PARTITION_KEY = "task_id"
-TASKS_STATUS = "status"
-TASKS_EXTERNAL_ID = "external_id"
-TASKS_BY_STATUS_INDEX = "by_status"  # partition status
-TASKS_BY_EXTERNAL_ID_INDEX = "by_external_id"  # partition external_id
 
 
 class DynamoDBTaskStore(_DynamoDBTable, TaskStore):

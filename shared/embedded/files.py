@@ -95,6 +95,35 @@ class LocalObjectStore(ObjectStore):
         self._write_atomic(self._sidecar(key), json.dumps(sidecar).encode())
         return info
 
+    def put_if_absent(self, key: str, body: bytes, *, content_type: str | None = None) -> bool:
+        """A hard link from a complete temporary file: `link` fails if the key exists, so of
+        concurrent callers (threads or processes) one wins, and readers never see half."""
+        path = self._path(key)
+        fd, tmp = tempfile.mkstemp(dir=self._tmp)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except (NotADirectoryError, IsADirectoryError) as exc:
+            raise ObjectStoreError(
+                f"cannot write {key!r} in local store {self.name!r}: an object and a key prefix "
+                "share a name there"
+            ) from exc
+        finally:
+            os.unlink(tmp)
+        sidecar = {
+            "etag": etag_of(body),
+            "metadata": {},
+            "content_type": content_type or DEFAULT_CONTENT_TYPE,
+        }
+        self._write_atomic(self._sidecar(key), json.dumps(sidecar).encode())
+        return True
+
     def get(self, key: str) -> StoredObject:
         path = self._existing(key)
         body = path.read_bytes()

@@ -52,7 +52,9 @@ def test_training_and_inference_crop_with_the_same_locator_version(tmp_path, mon
     monkeypatch.setattr(predictor_module, "load_locator", fake_load)
     monkeypatch.setattr("batch_jobs.train.load_locator", fake_load)
     result = train(
-        default_args(epochs=1, image_size=32, batch_size=8, facets=["sleeve"], progress=False),
+        default_args(
+            epochs=1, image_size=32, batch_size=8, facets=["sleeve"], oof_folds=0, progress=False
+        ),
         ports,
     )
     config = registry.read_json("facets", result.version, "preprocess.json")

@@ -17,7 +17,9 @@ from shared.registry import ModelRegistry
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures(one_thread.__name__)]
 
-TINY = dict(image_size=32, batch_size=8, warmup_epochs=0.5, locator="none", progress=False)
+TINY = dict(
+    image_size=32, batch_size=8, warmup_epochs=0.5, locator="none", oof_folds=0, progress=False
+)
 
 
 @pytest.fixture

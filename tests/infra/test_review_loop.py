@@ -22,9 +22,7 @@ from cfn_template import (
 )
 
 from infra.constructs.review_loop import A2I_STATUS_CHANGE, MTURK_PRINCIPAL
-from shared import env
-from shared.aws import dynamodb as ddb_schema
-from shared.aws import tasks_dynamodb as tasks_schema
+from shared import env, keys
 from shared.env import Settings
 
 BATCH_EVENTS = "lambdas.batch_events.handler"
@@ -237,9 +235,9 @@ def test_each_lambda_calls_only_the_mturk_actions_its_handler_uses(mturk):
 
 def test_each_loop_lambda_writes_only_its_tables(synth):
     by_keys = {
-        (ddb_schema.LABELS_PARTITION_KEY, ddb_schema.LABELS_SORT_KEY): "labels",
-        (ddb_schema.PREDICTIONS_PARTITION_KEY, ddb_schema.PREDICTIONS_SORT_KEY): "predictions",
-        (tasks_schema.TASKS_PARTITION_KEY,): "tasks",
+        (keys.LABELS_PARTITION_KEY, keys.LABELS_SORT_KEY): "labels",
+        (keys.PREDICTIONS_PARTITION_KEY, keys.PREDICTIONS_SORT_KEY): "predictions",
+        (keys.TASKS_PARTITION_KEY,): "tasks",
     }
     tables = {
         k: by_keys[tuple(key["AttributeName"] for key in t["Properties"]["KeySchema"])]

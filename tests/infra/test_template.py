@@ -24,9 +24,7 @@ from cfn_template import (
 )
 
 from infra.grants import MTURK_ACTIONS, MTURK_REASON
-from shared import env
-from shared.aws import dynamodb as ddb_schema
-from shared.aws import tasks_dynamodb as tasks_schema
+from shared import env, keys
 from shared.keys import CATALOG_PREFIX
 
 GPU_FAMILIES = ("g4dn", "g5", "g6", "g6e", "p3", "p4d", "p5")
@@ -164,22 +162,23 @@ def test_only_the_documented_mturk_actions_have_every_resource(mturk):
 
 
 def test_lambdas_submit_only_their_job_to_our_queue(synth):
-    """ingest and batch_events submit inference, collect training; nobody else submits."""
+    """ingest and batch_events submit inference, collect training, ingest also a fresh
+    stack's first training; nobody else submits."""
     (queue_id,) = synth.of_type("AWS::Batch::JobQueue")
     names = {d["JobDefinitionName"] for d in synth.props("AWS::Batch::JobDefinition")}
     expected = {
-        "lambdas.ingest.handler": "infer",
-        "lambdas.batch_events.handler": "infer",
-        "lambdas.collect.handler": "train",
+        "lambdas.ingest.handler": ("infer", "train"),
+        "lambdas.batch_events.handler": ("infer",),
+        "lambdas.collect.handler": ("train",),
         "lambdas.review.handler": None,
     }
-    for handler, job in expected.items():
+    for handler, jobs in expected.items():
         submit = [
             s
             for s in statements_of_roles(synth, {role_of(synth, handler)})
             if "batch:SubmitJob" in actions_of(s)
         ]
-        if job is None:
+        if jobs is None:
             assert submit == [], handler
             continue
         assert len(submit) == 1 and actions_of(submit[0]) == ["batch:SubmitJob"], handler
@@ -187,8 +186,9 @@ def test_lambdas_submit_only_their_job_to_our_queue(synth):
         assert "*" not in resources
         assert queue_id in {getatt_target(r) for r in resources}
         arns = [json.dumps(r) for r in resources if getatt_target(r) is None]
-        (definition,) = [n for n in names if n.endswith(f"-{job}")]
-        assert arns and all(f"job-definition/{definition}" in arn for arn in arns), handler
+        allowed = {n for n in names if n.endswith(tuple(f"-{job}" for job in jobs))}
+        assert {n for n in names if any(f"job-definition/{n}" in arn for arn in arns)} == allowed
+        assert all(any(f"job-definition/{n}" in arn for n in allowed) for arn in arns), handler
 
 
 def test_buckets_are_private_encrypted_and_ssl_only(synth):
@@ -234,26 +234,26 @@ def test_tables_match_the_adapter_schema_and_keep_their_data(synth):
         assert props["DeletionProtectionEnabled"] is True
         assert table["DeletionPolicy"] == "Retain"
         schemas.append(tuple((k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]))
-    labels_key = ((ddb_schema.LABELS_PARTITION_KEY, "HASH"), (ddb_schema.LABELS_SORT_KEY, "RANGE"))
+    labels_key = ((keys.LABELS_PARTITION_KEY, "HASH"), (keys.LABELS_SORT_KEY, "RANGE"))
     assert labels_key in schemas
-    assert ((tasks_schema.TASKS_PARTITION_KEY, "HASH"),) in schemas
+    assert ((keys.TASKS_PARTITION_KEY, "HASH"),) in schemas
     # The task store queries open tasks and the task of a HIT / loop through these indexes.
     (tasks,) = [
         t["Properties"]
         for t in tables.values()
-        if t["Properties"]["KeySchema"][0]["AttributeName"] == tasks_schema.TASKS_PARTITION_KEY
+        if t["Properties"]["KeySchema"][0]["AttributeName"] == keys.TASKS_PARTITION_KEY
     ]
     indexes = {
         i["IndexName"]: (i["KeySchema"], i["Projection"]["ProjectionType"])
         for i in tasks["GlobalSecondaryIndexes"]
     }
     assert indexes == {
-        tasks_schema.TASKS_BY_STATUS_INDEX: (
-            [{"AttributeName": tasks_schema.TASKS_STATUS, "KeyType": "HASH"}],
+        keys.TASKS_BY_STATUS_INDEX: (
+            [{"AttributeName": keys.TASKS_STATUS, "KeyType": "HASH"}],
             "ALL",
         ),
-        tasks_schema.TASKS_BY_EXTERNAL_ID_INDEX: (
-            [{"AttributeName": tasks_schema.TASKS_EXTERNAL_ID, "KeyType": "HASH"}],
+        keys.TASKS_BY_EXTERNAL_ID_INDEX: (
+            [{"AttributeName": keys.TASKS_EXTERNAL_ID, "KeyType": "HASH"}],
             "KEYS_ONLY",
         ),
     }
@@ -261,13 +261,13 @@ def test_tables_match_the_adapter_schema_and_keep_their_data(synth):
         "AWS::DynamoDB::Table",
         {
             "KeySchema": [
-                {"AttributeName": ddb_schema.PREDICTIONS_PARTITION_KEY, "KeyType": "HASH"},
-                {"AttributeName": ddb_schema.PREDICTIONS_SORT_KEY, "KeyType": "RANGE"},
+                {"AttributeName": keys.PREDICTIONS_PARTITION_KEY, "KeyType": "HASH"},
+                {"AttributeName": keys.PREDICTIONS_SORT_KEY, "KeyType": "RANGE"},
             ],
             "GlobalSecondaryIndexes": [
                 Match.object_like(
                     {
-                        "IndexName": ddb_schema.PREDICTIONS_BY_MODEL_INDEX,
+                        "IndexName": keys.PREDICTIONS_BY_MODEL_INDEX,
                         "KeySchema": [
                             {"AttributeName": "model_version", "KeyType": "HASH"},
                             {"AttributeName": "image_id", "KeyType": "RANGE"},
@@ -372,6 +372,6 @@ def test_dead_letters_and_failed_jobs_reach_the_encrypted_alarm_topic(synth):
 @pytest.mark.slow  # imports torch
 def test_training_checkpoints_live_under_the_prefix_the_train_job_may_write():
     from batch_jobs.facets.checkpoint import CHECKPOINT_PREFIX
-    from infra.stacks.dressvision import CHECKPOINTS_PREFIX
+    from shared.keys import CHECKPOINTS_PREFIX
 
     assert CHECKPOINT_PREFIX.startswith(CHECKPOINTS_PREFIX)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
@@ -90,6 +92,30 @@ def test_overwrite_replaces_body_and_metadata(store: ObjectStore) -> None:
     assert got.info.metadata == {"b": "2"}
     assert got.info.etag == quoted_md5(b"newer")
     assert got.info.content_type == "binary/octet-stream"
+
+
+def test_put_if_absent_creates_once_and_never_overwrites(store: ObjectStore) -> None:
+    assert store.put_if_absent("loop/claim.json", b"first", content_type="application/json")
+    assert not store.put_if_absent("loop/claim.json", b"second")
+    got = store.get("loop/claim.json")
+    assert got.body == b"first"
+    assert got.info.content_type == "application/json"
+    assert got.info.etag == quoted_md5(b"first")
+    store.delete("loop/claim.json")
+    assert store.put_if_absent("loop/claim.json", b"again")  # a released claim can be retaken
+
+
+def test_put_if_absent_has_one_winner_among_concurrent_callers(store: ObjectStore) -> None:
+    barrier = threading.Barrier(6)
+
+    def claim(n: int) -> bool:
+        barrier.wait(timeout=10)
+        return store.put_if_absent("loop/claim.json", str(n).encode())
+
+    with ThreadPoolExecutor(6) as pool:
+        won = list(pool.map(claim, range(6)))
+    assert won.count(True) == 1
+    assert store.get("loop/claim.json").body == str(won.index(True)).encode()
 
 
 def test_read_range(store: ObjectStore) -> None:

@@ -1,0 +1,238 @@
+"""The training recipe: every option of a training run, its default, and how it travels.
+
+One recipe for every way training starts, so the laptop and the cloud train the same model:
+`dressvision train`, `python -m batch_jobs.train` (a hand-submitted Batch job), the first
+training a fresh deployment submits by itself and the retraining `collect` submits. The
+defaults are the dataclass's; the deployment's settings (`shared.env`: the image size and the
+batch size) replace theirs in `TrainingRecipe.from_settings`; an option given on a command
+line replaces both. Submitters carry the whole recipe as job arguments (`to_args`), so a job
+never depends on its own defaults.
+
+Torch-free: the Lambdas that submit training import it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Literal
+
+from shared.env import IMAGE_SIZE, TRAIN_BATCH_SIZE
+
+if TYPE_CHECKING:
+    from shared.env import Settings
+
+DEFAULT_ARCH = "resnet18"
+DEFAULT_IMAGE_SIZE = 128
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_CROP_MARGIN = 0.1  # the located box widened by 10% per side
+DEFAULT_BODICE = 0.3  # the top 30% of the crop gets half the rows: the neckline 1.67x larger
+# Out-of-fold predictions of the train split: `review` ranks train images only with them.
+DEFAULT_OOF_FOLDS = 2
+
+LocatorChoice = Literal["auto", "train", "current", "none"]
+LOCATOR_CHOICES: tuple[str, ...] = ("auto", "train", "current", "none")
+OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
+
+
+def facet_list(text: str) -> tuple[str, ...]:
+    """`--facets a,b` as a tuple of names."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """What one training run does. The defaults meet the training budget on a 2-core CPU
+    (bench/train_quality.py)."""
+
+    facets: tuple[str, ...] | None = None  # None: every taxonomy facet
+    arch: str = DEFAULT_ARCH
+    weights: str | None = None  # a torchvision state dict of `arch`; None: random init
+    stn: bool = False
+    image_size: int = DEFAULT_IMAGE_SIZE
+    epochs: int = 45
+    batch_size: int = DEFAULT_BATCH_SIZE
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.05
+    warmup_epochs: float = 2.0
+    label_smoothing: float = 0.1
+    ema: float = 0.0
+    class_weights: bool = True
+    locator: LocatorChoice = "auto"
+    crop_margin: float = DEFAULT_CROP_MARGIN
+    bodice: float = DEFAULT_BODICE
+    seed: int = 0
+    oof_folds: int = DEFAULT_OOF_FOLDS
+    amp: bool = True
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.locator not in LOCATOR_CHOICES:
+            raise ValueError(f"locator must be one of {', '.join(LOCATOR_CHOICES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if self.facets is not None:
+            object.__setattr__(self, "facets", tuple(self.facets))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TrainingRecipe:
+        """The deployment's recipe: the defaults with its configured image and batch sizes
+        (`DRESSVISION_IMAGE_SIZE`, `DRESSVISION_TRAIN_BATCH_SIZE`), where it sets them."""
+        sizes = {"image_size": settings.image_size, "batch_size": settings.train_batch_size}
+        return cls(**{name: value for name, value in sizes.items() if value is not None})
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, base: TrainingRecipe) -> TrainingRecipe:
+        """`base` with the options `args` holds (parsed with `add_recipe_arguments`: an option
+        that was not given is absent, and keeps `base`'s value)."""
+        given = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+        return replace(base, **given)
+
+    def to_args(self) -> list[str]:
+        """Job arguments that give this recipe back through `add_recipe_arguments` over any
+        deployment's recipe (`from_settings`): every option is written out, except the two
+        whose value None no setting changes (facets: every facet; weights: random init)."""
+        args: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            flag = "--" + f.name.replace("_", "-")
+            if isinstance(value, bool):
+                args.append(flag if value else "--no-" + f.name.replace("_", "-"))
+            elif value is None:
+                continue  # facets: every facet; weights: random init (the parser's None)
+            elif isinstance(value, tuple):
+                args += [flag, ",".join(value)]
+            else:
+                args += [flag, repr(value) if isinstance(value, float) else str(value)]
+        return args
+
+
+def trains_locator(choice: str, current_locator: str | None) -> bool:
+    """Whether a run with `--locator choice` trains a locator first: `train` always, `auto`
+    when no locator is current (a fresh deployment), `current` and `none` never."""
+    return choice == "train" or (choice == "auto" and current_locator is None)
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the recipe's options to `parser`. An option not given stays absent from the parsed
+    namespace (`TrainingRecipe.from_args` fills it in from the settings' recipe), so the help
+    shows the defaults while the deployment's settings still apply."""
+    d = TrainingRecipe()
+    keep = argparse.SUPPRESS
+    add = parser.add_argument
+    add(
+        "--facets",
+        type=facet_list,
+        default=keep,
+        help="comma-separated facets to train (default: every taxonomy facet)",
+    )
+    add("--arch", default=keep, help=f"torchvision ResNet backbone (default {d.arch})")
+    add(
+        "--weights",
+        default=keep,
+        metavar="FILE",
+        help="torchvision state dict of --arch (ImageNet); random init without",
+    )
+    add(
+        "--stn",
+        action=argparse.BooleanOptionalAction,
+        default=keep,
+        help="spatial transformer in front of the backbone (identity at start; default off)",
+    )
+    add(
+        "--image-size",
+        type=int,
+        default=keep,
+        help=f"input pixels (default ${IMAGE_SIZE}, else {d.image_size})",
+    )
+    add("--epochs", type=int, default=keep, help=f"default {d.epochs}")
+    add(
+        "--batch-size",
+        type=int,
+        default=keep,
+        help=f"images per step (default ${TRAIN_BATCH_SIZE}, else {d.batch_size})",
+    )
+    add("--optimizer", choices=OPTIMIZERS, default=keep, help=f"default {d.optimizer}")
+    add("--lr", type=float, default=keep, help=f"peak learning rate (default {d.lr})")
+    add("--momentum", type=float, default=keep, help=f"SGD momentum (default {d.momentum})")
+    add("--weight-decay", type=float, default=keep, help=f"default {d.weight_decay}")
+    add(
+        "--warmup-epochs",
+        type=float,
+        default=keep,
+        help=f"linear warm-up before the cosine decay (default {d.warmup_epochs})",
+    )
+    add("--label-smoothing", type=float, default=keep, help=f"default {d.label_smoothing}")
+    add(
+        "--ema",
+        type=float,
+        default=keep,
+        metavar="DECAY",
+        help="keep an exponential moving average of the weights with this decay per step "
+        "(e.g. 0.998) and save it; 0 = off (default)",
+    )
+    add(
+        "--class-weights",
+        action=argparse.BooleanOptionalAction,
+        default=keep,
+        help="balanced class weights in the loss (default on; --no-class-weights: plain "
+        "cross-entropy)",
+    )
+    add(
+        "--locator",
+        choices=LOCATOR_CHOICES,
+        default=keep,
+        help="auto (default): train a locator first when none is current, then crop to the "
+        "current locator's box; train: always train one first; current: crop with the "
+        "current one only; none: whole images",
+    )
+    add(
+        "--crop-margin",
+        type=float,
+        default=keep,
+        help=f"widen the located box by this share per side (default {d.crop_margin})",
+    )
+    add(
+        "--bodice",
+        type=float,
+        default=keep,
+        help="the top share of the dress crop magnified to the upper half of the input "
+        f"(default {d.bodice}; 0.5 = uniform)",
+    )
+    add("--seed", type=int, default=keep, help=f"default {d.seed}")
+    add(
+        "--oof-folds",
+        type=int,
+        default=keep,
+        metavar="K",
+        help="also store out-of-fold predictions of the train split from K models, each "
+        "trained without one fold of products (review needs them; K extra trainings on "
+        f"1/K of the data each; default {d.oof_folds}, 0 = off)",
+    )
+    add(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=keep,
+        help="bf16/fp16 autocast where the device has it (default on; --no-amp: float32)",
+    )
+    add(
+        "--force",
+        action=argparse.BooleanOptionalAction,
+        default=keep,
+        help="promote even if the test macro F1 is worse than the current one's (default off)",
+    )
+    return parser
+
+
+def recipe_parser() -> argparse.ArgumentParser:
+    """A parser with only the recipe's options, for `argparse`'s `parents=`."""
+    return add_recipe_arguments(argparse.ArgumentParser(add_help=False))
+
+
+def parse_recipe(argv: Sequence[str], base: TrainingRecipe | None = None) -> TrainingRecipe:
+    """The recipe that job arguments `argv` describe (over `base`, default the defaults)."""
+    args, _ = recipe_parser().parse_known_args(list(argv))
+    return TrainingRecipe.from_args(args, base or TrainingRecipe())
