@@ -9,6 +9,7 @@ MANIFEST_PREFIX = "manifests/infer/"
 MODELS_PREFIX = "models/"
 SNAPSHOT_PREFIX = "snapshots/labels/"
 EMBEDDINGS_PREFIX = "embeddings/"
+CHECKPOINTS_PREFIX = "checkpoints/"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
 
 
@@ -40,3 +41,9 @@ def snapshot_key(snapshot_id: str) -> str:
 
 def embedding_key(model_version: str, image_id: str) -> str:
     return f"{EMBEDDINGS_PREFIX}{model_version}/{image_id}.npy"
+
+
+def checkpoint_key(kind: str, run_id: str) -> str:
+    """`checkpoints/<kind>/<run_id>/checkpoint.pt`: a training run's last epoch (kept in the
+    store, not on disk, so a retried Spot job finds it)."""
+    return f"{CHECKPOINTS_PREFIX}{kind}/{run_id}/checkpoint.pt"

@@ -36,7 +36,7 @@ from shared.relabel import TRAIN_REQUEST_KEY
 
 INGEST_TIMEOUT = Duration.minutes(3)  # a batch of 50 photos: HEAD + GET + decode check each
 INGEST_MEMORY_MB = 1024  # decoding a 50-megapixel photo takes ~150 MB; 1 GB also buys CPU
-# Training checkpoints (batch_jobs/facets/checkpoint.py CHECKPOINT_PREFIX lives under it).
+# Training checkpoints (shared.keys.checkpoint_key: checkpoints/<kind>/<run id>/).
 CHECKPOINTS_PREFIX = "checkpoints/"
 # Where the A2I flow definition writes its loops' output (its S3OutputPath must be
 # s3://<ArtifactsBucket>/a2i/): collect reads the answers there.
