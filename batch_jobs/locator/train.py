@@ -389,7 +389,11 @@ def train_locator(
     check_args(args)
     settings = settings or Settings()
     config = config_from_args(args)
-    limits = {"max_bytes": settings.max_image_bytes, "max_pixels": settings.max_image_pixels}
+    limits = {
+        "max_bytes": settings.max_image_bytes,
+        "max_pixels": settings.max_image_pixels,
+        "progress": progress,
+    }
     started = time.perf_counter()
     train, skipped = load_data(
         records, catalog, split="train", input_size=config.input_size, **limits

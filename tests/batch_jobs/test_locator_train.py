@@ -252,3 +252,12 @@ def test_a_reclaimed_locator_job_resumes_from_the_store_and_cleans_up(
     assert not registry.store.exists(key)  # the registry holds the model from then on
     history = json.loads(registry.read("locator", version, "history.json"))
     assert [h["epoch"] for h in history] == [0, 1] and all("loss" in h for h in history)
+
+
+def test_locator_training_shows_progress_bars_only_when_asked(catalog, registry, capsys):
+    store, records = catalog
+    train_locator(records, store, registry, args=quick_args(epochs=1), progress=True)
+    shown = capsys.readouterr().err
+    assert "locator train images" in shown and "train locator" in shown
+    train_locator(records, store, registry, args=quick_args(epochs=1), progress=False)
+    assert capsys.readouterr().err == ""
