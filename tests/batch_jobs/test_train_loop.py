@@ -3,6 +3,7 @@ stores predictions, and it reads the labels as they are in the store when it sta
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -112,3 +113,37 @@ def test_each_run_trains_on_the_labels_as_they_are_when_it_starts(ports):
     lines = [json.loads(x) for x in ports.artifacts.get(key).body.splitlines()]
     assert {x["image_id"]: x["facets"]["sleeve"] for x in lines}["p1/img"] == "long"
     assert list(result.metrics["splits"]["test"]) == ["sleeve", "neckline"]
+
+
+def test_a_job_reclaimed_while_training_its_locator_resumes_it_on_the_same_snapshot(
+    ports, monkeypatch
+):
+    from batch_jobs.locator import train as locator_module
+
+    quick = locator_module.default_args(epochs=2, input_size=32, batch_size=8, amp=False)
+    monkeypatch.setattr(locator_module, "default_args", lambda: quick)
+    real_epoch = locator_module.train_one_epoch
+    epochs_run = []
+
+    def reclaimed(*args, epoch, **kwargs):
+        if epoch == 1 and "killed" not in epochs_run:
+            epochs_run.append("killed")
+            raise SystemExit("spot interruption")
+        epochs_run.append(epoch)
+        return real_epoch(*args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(locator_module, "train_one_epoch", reclaimed)
+    job = dict(TINY, locator="train", epochs=1, run_id="job-2", facets=["sleeve"])
+    with pytest.raises(SystemExit):
+        train(default_args(**job), ports)
+    located = checkpoint_key("locator", "job-2")
+    stored = io.BytesIO(ports.artifacts.get(located).body)
+    snapshot = torch.load(stored, weights_only=True)["args"]["snapshot_key"]
+    add_images(ports, 4, seed=9)  # labels change before the retry: the run keeps its snapshot
+
+    result = train(default_args(**job), ports)
+    assert epochs_run == [0, "killed", 1]  # the locator went on from its stored epoch
+    assert result.locator is not None and result.locator["version"]
+    args = ModelRegistry(ports.artifacts).read_json("facets", result.version, "args.json")
+    assert args["snapshot_key"] == snapshot
+    assert not ports.artifacts.exists(located)
