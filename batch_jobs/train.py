@@ -6,9 +6,14 @@ one head per facet (class-weighted, masked loss), evaluate on the fixed train/te
 the version in the model registry with its preprocessing config, store per-image predictions,
 and promote it if its test macro F1 is not worse than the current model's.
 
-A checkpoint (model, optimizer, scheduler, epoch, args) goes to the artifacts store after every
-epoch under the run id (on AWS Batch: the job id, stable across retries), so a job killed by a
-Spot interruption resumes where it stopped when Batch retries it.
+A checkpoint (model, optimizer, scheduler, epoch, args, history) goes to the artifacts store
+after every epoch under the run id (on AWS Batch: the job id, stable across retries), so a job
+killed by a Spot interruption resumes where it stopped when Batch retries it; the locator it
+trains first checkpoints the same way (`batch_jobs.checkpoint`), and a retry that finds only
+the locator's checkpoint goes on with it, on the same labels snapshot.
+
+After every epoch the kept weights are validated on the test split (loss, macro F1 per facet);
+the history is saved with the model as `history.json`.
 """
 
 from __future__ import annotations
