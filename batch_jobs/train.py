@@ -210,6 +210,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         default=None,
         help="progress bars (default: when stderr is a terminal)",
     )
+    parser.add_argument(
+        "--quiet", dest="progress", action="store_false", default=None, help="no progress bars"
+    )
     return parser
 
 

@@ -124,6 +124,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="progress bars (default: when stderr is a terminal)",
     )
     parser.add_argument(
+        "--quiet", dest="progress", action="store_false", default=None, help="no progress bars"
+    )
+    parser.add_argument(
         "--force-promote",
         action="store_true",
         help="make this version current even if its mean IoU is lower",
