@@ -19,8 +19,8 @@ import logging
 import numpy as np
 import torch
 
+from batch_jobs.checkpoint import delete_checkpoint
 from batch_jobs.evaluate import predict_prepared, store_predictions
-from batch_jobs.facets.checkpoint import delete_checkpoint
 from batch_jobs.facets.data import PreparedImages
 from batch_jobs.facets.preprocess import PreprocessConfig
 from shared.ports import Ports

@@ -25,7 +25,13 @@ from torch import nn
 from batch_jobs.facets.data import PreparedImages, Skipped, facet_targets, prepare_records
 from batch_jobs.facets.engine import predict_probs
 from batch_jobs.facets.metrics import mean_macro_f1, split_report
-from batch_jobs.facets.predictor import FacetTagger, Tagged, facet_predictions, prediction_record
+from batch_jobs.facets.predictor import (
+    KIND,
+    FacetTagger,
+    Tagged,
+    facet_predictions,
+    prediction_record,
+)
 from batch_jobs.facets.preprocess import PreprocessConfig
 from shared.backends import build_ports
 from shared.env import Settings
@@ -179,6 +185,15 @@ def evaluate_version(
             tagger.taxonomy,
         )
     return evaluation
+
+
+def model_history(registry: ModelRegistry, version: str) -> list[dict]:
+    """The per-epoch training history of a facet model: its `history.json`, or for a model
+    saved before that file existed, the history in its metrics (train loss only)."""
+    try:
+        return list(registry.read_json(KIND, version, "history.json"))
+    except NotFoundError:
+        return list(registry.metrics(KIND, version).get("history", []))
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:

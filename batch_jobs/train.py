@@ -6,9 +6,14 @@ one head per facet (class-weighted, masked loss), evaluate on the fixed train/te
 the version in the model registry with its preprocessing config, store per-image predictions,
 and promote it if its test macro F1 is not worse than the current model's.
 
-A checkpoint (model, optimizer, scheduler, epoch, args) goes to the artifacts store after every
-epoch under the run id (on AWS Batch: the job id, stable across retries), so a job killed by a
-Spot interruption resumes where it stopped when Batch retries it.
+A checkpoint (model, optimizer, scheduler, epoch, args, history) goes to the artifacts store
+after every epoch under the run id (on AWS Batch: the job id, stable across retries), so a job
+killed by a Spot interruption resumes where it stopped when Batch retries it; the locator it
+trains first checkpoints the same way (`batch_jobs.checkpoint`), and a retry that finds only
+the locator's checkpoint goes on with it, on the same labels snapshot.
+
+After every epoch the kept weights are validated on the test split (loss, macro F1 per facet);
+the history is saved with the model as `history.json`.
 """
 
 from __future__ import annotations
@@ -25,22 +30,24 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
-from batch_jobs.crossval import out_of_fold_predictions
-from batch_jobs.evaluate import evaluate_records, store_predictions, summary
-from batch_jobs.facets.checkpoint import (
-    checkpoint_key,
+from batch_jobs.backbones import resolve_weights
+from batch_jobs.checkpoint import (
     delete_checkpoint,
     load_checkpoint,
+    plain_args,
     save_checkpoint,
     serialize,
 )
+from batch_jobs.crossval import out_of_fold_predictions
+from batch_jobs.engine import amp_dtype, evaluate, pick_device, train_one_epoch
+from batch_jobs.evaluate import evaluate_records, store_predictions, summary
 from batch_jobs.facets.data import (
     PreparedImages,
     TensorImages,
@@ -48,15 +55,18 @@ from batch_jobs.facets.data import (
     prepare_records,
     train_transform,
 )
-from batch_jobs.facets.engine import amp_dtype, pick_device, train_one_epoch
+from batch_jobs.facets.engine import facet_loss
 from batch_jobs.facets.loss import UNKNOWN, MaskedWeightedCrossEntropy, balanced_class_weights
-from batch_jobs.facets.model import FacetNet, backbone_names, create_model
+from batch_jobs.facets.metrics import facet_report
+from batch_jobs.facets.model import FacetNet, backbone_names
 from batch_jobs.facets.predictor import KIND, METRIC, FacetTagger, load_locator
 from batch_jobs.facets.preprocess import CropConfig, PreprocessConfig
+from batch_jobs.models import create_model
 from batch_jobs.snapshot import export_snapshot, read_snapshot
 from shared.backends import build_ports
 from shared.env import BATCH_JOB_ID, Settings
 from shared.errors import ConfigurationError, DressvisionError, NotFoundError
+from shared.keys import checkpoint_key
 from shared.ports import Ports
 from shared.recipe import TrainingRecipe, recipe_parser, trains_locator
 from shared.records import LabelRecord
@@ -109,6 +119,9 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
         default=None,
         help="progress bars (default: when stderr is a terminal)",
     )
+    parser.add_argument(
+        "--quiet", dest="progress", action="store_false", default=None, help="no progress bars"
+    )
     return parser
 
 
@@ -153,8 +166,7 @@ def check_args(args: argparse.Namespace, taxonomy: Taxonomy) -> None:
         raise ConfigurationError("--epochs and --batch-size must be at least 1")
     if args.oof_folds == 1 or args.oof_folds < 0:
         raise ConfigurationError("--oof-folds must be 0 (off) or at least 2")
-    if args.weights is not None and not Path(args.weights).is_file():
-        raise ConfigurationError(f"--weights {args.weights}: no such file")
+    resolve_weights(args.arch, args.weights)  # a named download fails here, naming the file
 
 
 def load_data(
@@ -229,9 +241,9 @@ def _start(
     run_id = (
         args.run_id
         or os.environ.get(BATCH_JOB_ID)
-        or unique_stamp(lambda stamp: ports.artifacts.exists(checkpoint_key(stamp)))
+        or unique_stamp(lambda stamp: ports.artifacts.exists(checkpoint_key(KIND, stamp)))
     )
-    key = args.resume or checkpoint_key(run_id)
+    key = args.resume or checkpoint_key(KIND, run_id)
     checkpoint = load_checkpoint(ports.artifacts, key)
     if checkpoint is None and args.resume:
         raise NotFoundError(f"no checkpoint at {args.resume}; drop --resume to start afresh")
@@ -241,12 +253,22 @@ def _start(
         log.info("resuming run %s after epoch %d", saved["run_id"], checkpoint["epoch"])
         return args, read_snapshot(ports.artifacts, args.snapshot_key), checkpoint, key
     args.run_id = run_id
+    located = load_checkpoint(ports.artifacts, checkpoint_key(ModelKind.LOCATOR, run_id))
+    if located is not None and located["args"].get("snapshot_key"):
+        # Interrupted while training its locator: go on with the same snapshot.
+        args.snapshot_key = located["args"]["snapshot_key"]
+        log.info("resuming run %s in its locator training", run_id)
+        return args, read_snapshot(ports.artifacts, args.snapshot_key), None, key
     args.snapshot_key, records = export_snapshot(ports.labels, ports.artifacts)
     return args, records, None, key
 
 
 def _locator_for(
-    args: argparse.Namespace, records: list[LabelRecord], ports: Ports, registry: ModelRegistry
+    args: argparse.Namespace,
+    records: list[LabelRecord],
+    ports: Ports,
+    registry: ModelRegistry,
+    progress: bool = False,
 ) -> tuple[Any | None, dict | None]:
     """The locator this run crops with (fixed at its start) and, if trained here, its summary."""
     trained = None
@@ -261,6 +283,8 @@ def _locator_for(
                 registry,
                 settings=ports.settings,
                 snapshot_key=args.snapshot_key,
+                ckpt_key=checkpoint_key(ModelKind.LOCATOR, args.run_id),
+                progress=progress,
             )
             trained = {
                 "version": version,
@@ -327,7 +351,9 @@ def build_fit(
     device = pick_device(args.device)
     dtype = amp_dtype(device, args.amp)
     heads = {facet: len(taxonomy.labels(facet)) for facet in facets}
-    model = create_model(args.arch, heads, stn=args.stn, weights=args.weights)
+    model = create_model(
+        ModelKind.FACETS, args.arch, heads=heads, stn=args.stn, weights=args.weights
+    )
     model = model.to(device, memory_format=torch.channels_last)
     weights = (
         {f: balanced_class_weights(targets[:, i], heads[f]) for i, f in enumerate(facets)}
@@ -359,6 +385,41 @@ def build_fit(
     return fit
 
 
+def validate(
+    fit: Fit,
+    data: TensorImages,
+    config: PreprocessConfig,
+    facets: Sequence[str],
+    labels: dict[str, Sequence[str]],
+    *,
+    batch_size: int = 128,
+    progress: bool = False,
+) -> dict:
+    """`{"test_loss", "test_macro_f1": {facet: F1}}` of the kept weights on `data` (the test
+    split): the same loss as training and the same macro F1 as the final evaluation."""
+    predicted: dict[str, list[torch.Tensor]] = {facet: [] for facet in facets}
+
+    def keep(logits: dict[str, torch.Tensor]) -> None:
+        for facet in facets:
+            predicted[facet].append(logits[facet].argmax(dim=1).cpu())
+
+    batches = [
+        (data.images[i : i + batch_size], data.targets[i : i + batch_size])
+        for i in range(0, len(data), batch_size)
+    ]
+    compute = facet_loss(fit.criterion, config, fit.device, fit.dtype, keep)
+    losses = evaluate(fit.final_model, compute, batches, progress=progress, desc="validate")
+    f1 = {}
+    for column, facet in enumerate(facets):
+        truth = data.targets[:, column]
+        known = truth != UNKNOWN
+        guess = torch.cat(predicted[facet]) if predicted[facet] else truth
+        f1[facet] = facet_report(truth[known].numpy(), guess[known].numpy(), labels[facet])[
+            "macro_f1"
+        ]
+    return {"test_loss": losses.get("loss", 0.0), "test_macro_f1": f1}
+
+
 def run_epochs(
     fit: Fit,
     args: argparse.Namespace,
@@ -366,29 +427,46 @@ def run_epochs(
     ports: Ports,
     ckpt_key: str,
     progress: bool,
+    *,
+    validation: TensorImages | None = None,
 ) -> None:
     """Train from `fit.start_epoch` to `args.epochs`, checkpointing after every epoch. The
-    checkpoint is serialised here and written in the background (the write is I/O-bound)."""
+    checkpoint is serialised here and written in the background (the write is I/O-bound).
+    With `validation` (the test split), each epoch's history entry also has its figures."""
+    facets = list(args.facets or [])
+    labels = {facet: ports.taxonomy.labels(facet) for facet in facets}
+    compute = facet_loss(fit.criterion, config, fit.device, fit.dtype)
+    bar = tqdm(
+        range(fit.start_epoch, args.epochs),
+        desc="train facets",
+        unit="epoch",
+        disable=not progress,
+        initial=fit.start_epoch,
+        total=args.epochs,
+    )
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint") as writer:
         written: Future | None = None
-        for epoch in range(fit.start_epoch, args.epochs):
+        for epoch in bar:
+            started = time.perf_counter()
             torch.manual_seed(args.seed * 10_007 + epoch)  # augmentation, dropout: resumable
-            loss = train_one_epoch(
+            losses = train_one_epoch(
                 fit.model,
-                fit.criterion,
+                compute,
                 fit.optimizer,
                 fit.scheduler,
                 _train_loader(fit.data, args, epoch, fit.device),
-                config,
-                fit.device,
-                dtype=fit.dtype,
                 scaler=fit.scaler,
                 ema=fit.ema,
                 epoch=epoch,
                 progress=progress,
             )
-            fit.history.append({"epoch": epoch + 1, "loss": loss})
-            log.info("epoch %d/%d: loss %.4f", epoch + 1, args.epochs, loss)
+            entry = {"epoch": epoch + 1, "loss": losses["loss"]}
+            if validation is not None and len(validation) > 0 and facets:
+                entry.update(validate(fit, validation, config, facets, labels, progress=progress))
+            entry["seconds"] = round(time.perf_counter() - started, 3)
+            fit.history.append(entry)
+            bar.set_postfix(loss=f"{entry['loss']:.3f}")
+            log.info("epoch %d/%d: %s", epoch + 1, args.epochs, entry)
             body = serialize(
                 {
                     "model": fit.model.state_dict(),
@@ -397,7 +475,7 @@ def run_epochs(
                     "scaler": fit.scaler.state_dict() if fit.scaler is not None else None,
                     "ema": fit.ema.state_dict() if fit.ema is not None else None,
                     "epoch": epoch + 1,
-                    "args": vars(args),
+                    "args": plain_args(args),
                     "history": fit.history,
                 }
             )
@@ -417,7 +495,7 @@ def train(args: argparse.Namespace, ports: Ports) -> TrainResult:
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     args.facets = list(args.facets or ports.taxonomy.facet_names)
     taxonomy = Taxonomy({f: ports.taxonomy.labels(f) for f in args.facets})
-    locator, locator_summary = _locator_for(args, records, ports, registry)
+    locator, locator_summary = _locator_for(args, records, ports, registry, progress)
     timer["snapshot"] = time.perf_counter()
 
     crop = (
@@ -440,7 +518,9 @@ def train(args: argparse.Namespace, ports: Ports) -> TrainResult:
     timer["prepare"] = time.perf_counter()
 
     fit = build_fit(args, taxonomy, prepared.images[labelled], targets[labelled], checkpoint)
-    run_epochs(fit, args, config, ports, ckpt_key, progress)
+    is_test = torch.tensor([r.split == "test" for r in prepared.records], dtype=torch.bool)
+    validation = TensorImages(prepared.images[is_test], targets[is_test])
+    run_epochs(fit, args, config, ports, ckpt_key, progress, validation=validation)
     timer["train"] = time.perf_counter()
 
     version = registry.new_version(KIND)
@@ -512,7 +592,8 @@ def model_files(
     metrics: dict,
     args: argparse.Namespace,
 ) -> dict[str, bytes]:
-    """The registry files of a trained model."""
+    """The registry files of a trained model (`history.json`: the per-epoch training loss and
+    test-split figures, what `dressvision evaluate --plot` draws)."""
     buffer = io.BytesIO()
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buffer)
     return {
@@ -520,6 +601,7 @@ def model_files(
         "taxonomy.json": json.dumps(taxonomy.to_mapping(), indent=2).encode(),
         "preprocess.json": config.to_json(),
         "metrics.json": json.dumps(metrics, indent=2).encode(),
+        "history.json": json.dumps(metrics.get("history", []), indent=2).encode(),
         "args.json": json.dumps(vars(args), indent=2, default=str).encode(),
     }
 

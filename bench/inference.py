@@ -48,12 +48,13 @@ RESULTS = ROOT / "bench" / "results" / "inference.json"
 def build_home(home: Path, products: int, seed: int) -> None:
     """A generated catalog imported through the ingest handler, and an untrained facet model
     with the default training config (speed does not depend on the weights)."""
-    from batch_jobs.facets.model import create_model
     from batch_jobs.facets.preprocess import PreprocessConfig
+    from batch_jobs.models import create_model
     from batch_jobs.train import default_args, model_files
     from local.commands.importer import import_catalog
     from local.runtime import LocalRuntime
     from local.synth_catalog import generate_catalog
+    from shared.registry import ModelKind
 
     catalog = home.parent / "catalog"
     generate_catalog(catalog, products=products, seed=seed)
@@ -62,7 +63,7 @@ def build_home(home: Path, products: int, seed: int) -> None:
     args = default_args()
     taxonomy = runtime.ports.taxonomy
     heads = {f: len(taxonomy.labels(f)) for f in taxonomy.facet_names}
-    model = create_model(args.arch, heads)
+    model = create_model(ModelKind.FACETS, args.arch, heads=heads)
     files = model_files(
         model, PreprocessConfig(image_size=args.image_size), taxonomy, {"test_macro_f1": 0.0}, args
     )

@@ -33,7 +33,6 @@ from pathlib import Path
 
 import torch
 
-from batch_jobs.facets.model import create_model as create_facet_model
 from batch_jobs.facets.predictor import FacetTagger
 from batch_jobs.facets.preprocess import CropConfig, PreprocessConfig
 from batch_jobs.infer import run_inference
@@ -41,6 +40,7 @@ from batch_jobs.locator import Locator, train_locator
 from batch_jobs.locator.data import load_data
 from batch_jobs.locator.evaluate import evaluate, summarize_ious
 from batch_jobs.locator.train import default_args
+from batch_jobs.models import create_model
 from batch_jobs.snapshot import export_snapshot
 from batch_jobs.train import default_args as facet_default_args
 from local.commands.importer import import_catalog
@@ -48,7 +48,7 @@ from local.runtime import LocalRuntime
 from local.synth_catalog import generate_catalog
 from shared.messages import ManifestEntry
 from shared.records import ImageStatus
-from shared.registry import ModelRegistry
+from shared.registry import ModelKind, ModelRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "locator.json"
@@ -126,7 +126,7 @@ def taggers(runtime: LocalRuntime, locator_version: str) -> tuple[FacetTagger, F
     args = facet_default_args()
     taxonomy = runtime.ports.taxonomy
     heads = {f: len(taxonomy.labels(f)) for f in taxonomy.facet_names}
-    model = create_facet_model(args.arch, heads)
+    model = create_model(ModelKind.FACETS, args.arch, heads=heads)
     locator = Locator.from_registry(ModelRegistry(runtime.ports.artifacts), locator_version)
     plain = PreprocessConfig(image_size=args.image_size)
     cropping = PreprocessConfig(

@@ -48,7 +48,7 @@ class TrainingRecipe:
 
     facets: tuple[str, ...] | None = None  # None: every taxonomy facet
     arch: str = DEFAULT_ARCH
-    weights: str | None = None  # a torchvision state dict of `arch`; None: random init
+    weights: str | None = None  # torchvision weights name or state dict file; None: random
     stn: bool = False
     image_size: int = DEFAULT_IMAGE_SIZE
     epochs: int = 45
@@ -133,8 +133,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     add(
         "--weights",
         default=keep,
-        metavar="FILE",
-        help="torchvision state dict of --arch (ImageNet); random init without",
+        metavar="NAME|FILE",
+        help="start the backbone from torchvision's named weights of --arch (IMAGENET1K_V1, "
+        "fetched into the torch hub cache) or a torchvision state dict FILE; random without",
     )
     add(
         "--stn",

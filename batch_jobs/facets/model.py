@@ -1,26 +1,23 @@
-"""`create_model`: a torchvision ResNet backbone, an optional spatial transformer in front, and
-one linear head per facet (outputs in the taxonomy's label order).
+"""The facet model: a torchvision ResNet backbone, an optional spatial transformer in front,
+and one linear head per facet (outputs in the taxonomy's label order). Built by name with
+`batch_jobs.models.create_model(ModelKind.FACETS, arch, heads=...)`.
 
 timm-style surface: `forward_features` (pooled features), `forward_head`, `forward` -> logits
-per facet. ImageNet weights come from a torchvision state dict file (`weights`): nothing is ever
-downloaded. Without one the backbone starts from random initialisation.
+per facet. Pretrained weights (a torchvision weights name or a state dict file) are loaded by
+`batch_jobs.backbones.load_backbone`; without them the backbone starts from random init.
 """
 
 from __future__ import annotations
 
-import logging
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 import torchvision
 from torch import Tensor, nn
 
+from batch_jobs.backbones import load_backbone
 from batch_jobs.facets.stn import SpatialTransformer
 from shared.errors import ConfigurationError
-
-log = logging.getLogger(__name__)
 
 DEFAULT_ARCH = "resnet18"
 _FAMILIES = ("resnet", "resnext", "wide_resnet")
@@ -67,42 +64,24 @@ class FacetNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def create_model(
+def create_facet_net(
     name: str = DEFAULT_ARCH,
     heads: Mapping[str, int] | None = None,
     *,
     stn: bool = False,
     weights: str | Path | None = None,
 ) -> FacetNet:
-    """A `FacetNet` on the torchvision backbone `name` (e.g. "resnet18", "resnet50").
+    """A `FacetNet` on the torchvision backbone `name` (e.g. "resnet18", "resnet50"); build it
+    with `batch_jobs.models.create_model(ModelKind.FACETS, name, ...)`.
 
-    `heads` maps facet -> number of classes. `weights` is a torchvision state dict of the same
-    architecture (its ImageNet classifier is dropped); without it the backbone is random.
+    `heads` maps facet -> number of classes. `weights`: a torchvision weights name
+    (`IMAGENET1K_V1`) or state dict file of the same architecture (`batch_jobs.backbones`; its
+    ImageNet classifier is dropped); without it the backbone is random.
     """
     if name not in backbone_names():
         names = ", ".join(backbone_names())
         raise ConfigurationError(f"unknown backbone {name!r}; use one of {names}")
-    backbone = torchvision.models.get_model(name, weights=None)
-    if weights is not None:
-        _load_backbone_weights(backbone, Path(weights))
+    backbone = load_backbone(name, weights)
     features = backbone.fc.in_features
     backbone.fc = nn.Identity()
     return FacetNet(backbone, features, heads or {}, stn=stn)
-
-
-def _load_backbone_weights(backbone: nn.Module, path: Path) -> None:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, pickle.UnpicklingError) as exc:
-        raise ConfigurationError(f"cannot read backbone weights {path}: {exc}") from exc
-    if isinstance(state, Mapping) and "state_dict" in state:
-        state = state["state_dict"]
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = backbone.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("fc.")]
-    if missing or unexpected:
-        raise ConfigurationError(
-            f"{path} does not match this backbone: missing {missing[:3]}, unexpected "
-            f"{unexpected[:3]}; pass the torchvision state dict of the same --arch"
-        )
-    log.info("backbone initialised from %s", path)

@@ -19,11 +19,13 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from batch_jobs.facets.engine import amp_dtype, forward_probs, pick_device
-from batch_jobs.facets.model import FacetNet, create_model
+from batch_jobs.engine import amp_dtype, pick_device
+from batch_jobs.facets.engine import forward_probs
+from batch_jobs.facets.model import FacetNet
 from batch_jobs.facets.preprocess import PreprocessConfig, prepare_image, to_model_input
+from batch_jobs.models import create_model
 from shared.records import FacetPrediction, PredictionRecord
-from shared.registry import ModelRegistry
+from shared.registry import ModelKind, ModelRegistry
 from shared.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -111,7 +113,7 @@ class FacetTagger:
         taxonomy = Taxonomy.from_mapping(json.loads(files["taxonomy.json"]))
         args = json.loads(files["args.json"])
         heads = {facet: len(labels) for facet, labels in taxonomy.facets.items()}
-        model = create_model(args["arch"], heads, stn=bool(args.get("stn")))
+        model = create_model(ModelKind.FACETS, args["arch"], heads=heads, stn=bool(args.get("stn")))
         state = torch.load(io.BytesIO(files["weights.pt"]), map_location="cpu", weights_only=True)
         model.load_state_dict(state)
         locator = None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from batch_jobs.locator.boxes import normalize_box
 from batch_jobs.locator.preprocess import resize_image, to_batch
@@ -60,10 +61,13 @@ def load_data(
     input_size: int,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: bool = False,
 ) -> tuple[BoxData, list[Skipped]]:
     """Decode the boxed images of `split`, resized to `input_size`, with normalized boxes."""
     images, boxes, ids, skipped = [], [], [], []
-    for record in boxed_records(records, split):
+    chosen = boxed_records(records, split)
+    bar = tqdm(chosen, desc=f"locator {split} images", unit="img", disable=not progress)
+    for record in bar:
         try:
             body = catalog.get(record.object_key).body
             img = open_image(body, max_bytes=max_bytes, max_pixels=max_pixels)

@@ -19,11 +19,11 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from batch_jobs.facets.engine import amp_dtype, autocast, pick_device
+from batch_jobs.engine import amp_dtype, autocast, pick_device
 from batch_jobs.locator.boxes import denormalize_box
-from batch_jobs.locator.model import create_model
 from batch_jobs.locator.preprocess import LocatorConfig, normalize, resize_image, to_batch
-from shared.registry import ModelRegistry
+from batch_jobs.models import create_model
+from shared.registry import ModelKind, ModelRegistry
 
 KIND = "locator"
 
@@ -79,7 +79,9 @@ class Locator:
     ) -> Locator:
         """A locator from a registry version's files (weights.pt, preprocess.json)."""
         config = LocatorConfig.from_json(files["preprocess.json"])
-        model = create_model(config.arch, backbone=config.backbone, input_size=config.input_size)
+        model = create_model(
+            ModelKind.LOCATOR, config.arch, backbone=config.backbone, input_size=config.input_size
+        )
         state = torch.load(io.BytesIO(files["weights.pt"]), map_location="cpu", weights_only=True)
         model.load_state_dict(state)
         return cls(model, config, version, **kwargs)

@@ -1,4 +1,5 @@
-"""The locator networks, built by name with `create_model`.
+"""The locator networks, built by name with `batch_jobs.models.create_model(ModelKind.LOCATOR,
+"patches" | "whole", backbone=..., input_size=..., weights=...)`.
 
 - "patches" (the default; OverFeat / TiefVision): a backbone makes a feature map whose cells are
   the image's patches; a background head (1x1 convs) gives each patch a foreground logit and a
@@ -8,7 +9,7 @@
 
 Both share the backbones: "tiny" (a small conv net at stride 8, the default: random init learns
 it fast on a CPU, and its 8-pixel cells still give a dress a few pixels wide a foreground patch)
-or "resnet18" (torchvision's trunk up to layer3, stride 16, optionally from a weights file).
+or "resnet18" (torchvision's trunk up to layer3, stride 16, optionally from pretrained weights).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
+from batch_jobs.backbones import load_backbone
 from batch_jobs.locator.boxes import cell_patches, decode_boxes, patch_centers
 from batch_jobs.locator.combine import Combined, combine_windows
+from shared.errors import ConfigurationError
 
 ARCHS = ("patches", "whole")
 BACKBONES = ("tiny", "resnet18")
@@ -51,13 +53,11 @@ def tiny_backbone() -> tuple[nn.Module, int]:
     return trunk, 64
 
 
-def resnet18_backbone(weights: Path | None = None) -> tuple[nn.Module, int]:
-    """torchvision's resnet18 up to layer3 (stride 16, 256 channels). `weights`: a resnet18
-    state dict (e.g. ImageNet) to start from; random init without one (nothing is downloaded)."""
-    net = torchvision.models.resnet18(weights=None)
-    if weights is not None:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
+def resnet18_backbone(weights: str | Path | None = None) -> tuple[nn.Module, int]:
+    """torchvision's resnet18 up to layer3 (stride 16, 256 channels). `weights`: a torchvision
+    weights name (`IMAGENET1K_V1`) or resnet18 state dict file to start from, loaded by
+    `batch_jobs.backbones.load_backbone`; random init without."""
+    net = load_backbone("resnet18", weights)
     trunk = nn.Sequential(
         net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3
     )
@@ -128,10 +128,15 @@ class WholeImageLocator(nn.Module):
         )
 
 
-def create_model(
-    arch: str, *, backbone: str = "tiny", input_size: int = 128, weights: Path | None = None
+def create_locator(
+    arch: str,
+    *,
+    backbone: str = "tiny",
+    input_size: int = 128,
+    weights: str | Path | None = None,
 ) -> PatchLocator | WholeImageLocator:
-    """A locator network by name. `input_size` must be a multiple of the backbone's stride."""
+    """A locator network by name (build it with `batch_jobs.models.create_model(
+    ModelKind.LOCATOR, arch, ...)`). `input_size` must be a multiple of the backbone's stride."""
     if arch not in ARCHS:
         raise ValueError(f"unknown locator arch {arch!r}; choose one of {', '.join(ARCHS)}")
     if backbone not in BACKBONES:
@@ -143,7 +148,9 @@ def create_model(
         )
     if backbone == "tiny":
         if weights is not None:
-            raise ValueError("--weights is a resnet18 state dict: use it with --backbone resnet18")
+            raise ConfigurationError(
+                "--weights starts a resnet18 trunk: use it with --backbone resnet18"
+            )
         trunk, channels = tiny_backbone()
     else:
         trunk, channels = resnet18_backbone(weights)

@@ -4,6 +4,10 @@ is not worse than the current one's.
 
 `train_locator(...)` is what the training job calls when the catalog has boxes; run alone:
 `python -m batch_jobs.locator.train [--arch patches|whole] ...` (exports a fresh snapshot).
+
+A checkpoint goes to the artifacts store after every epoch (`batch_jobs.checkpoint`, key
+`checkpoints/locator/<run id>/checkpoint.pt`), so a run on a Spot instance that is reclaimed
+resumes where it stopped when it is run again with the same run id (a Batch job's id is).
 """
 
 from __future__ import annotations
@@ -12,32 +16,43 @@ import argparse
 import io
 import json
 import logging
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
-from batch_jobs.facets.engine import amp_dtype, autocast, pick_device
+from batch_jobs.backbones import resolve_weights
+from batch_jobs.checkpoint import (
+    delete_checkpoint,
+    load_checkpoint,
+    plain_args,
+    save_checkpoint,
+)
+from batch_jobs.engine import amp_dtype, autocast, pick_device
+from batch_jobs.engine import train_one_epoch as run_one_epoch
 from batch_jobs.locator.boxes import decode_boxes, label_patches, patch_centers
 from batch_jobs.locator.data import BoxData, load_data
 from batch_jobs.locator.evaluate import evaluate, summarize_ious
 from batch_jobs.locator.inference import Locator
 from batch_jobs.locator.losses import BoxRegressionLoss, PatchLocatorLoss
-from batch_jobs.locator.model import ARCHS, BACKBONES, PatchLocator, create_model
+from batch_jobs.locator.model import ARCHS, BACKBONES, PatchLocator
 from batch_jobs.locator.preprocess import LocatorConfig, normalize
-from shared.env import Settings
-from shared.errors import DressvisionError
+from batch_jobs.models import create_model
+from shared.env import BATCH_JOB_ID, Settings
+from shared.errors import ConfigurationError, DressvisionError, NotFoundError
+from shared.keys import checkpoint_key
 from shared.ports import ObjectStore
 from shared.records import LabelRecord
-from shared.registry import ModelRegistry
+from shared.registry import ModelKind, ModelRegistry, unique_stamp
 
 logger = logging.getLogger(__name__)
 
-KIND = "locator"
+KIND = ModelKind.LOCATOR.value
 METRIC = "mean_iou"
 
 
@@ -59,9 +74,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--backbone", default="tiny", choices=BACKBONES)
     parser.add_argument(
         "--weights",
-        type=Path,
         default=None,
-        help="resnet18 state dict to start the resnet18 backbone from",
+        metavar="NAME|FILE",
+        help="start the resnet18 backbone from torchvision's named weights (IMAGENET1K_V1, "
+        "fetched into the torch hub cache) or a resnet18 state dict FILE; random without",
     )
     parser.add_argument(
         "--input-size",
@@ -90,12 +106,25 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="bfloat16 autocast where the device computes it natively",
     )
     parser.add_argument(
-        "--checkpoint", type=Path, default=None, help="write a checkpoint here after every epoch"
+        "--run-id",
+        default=None,
+        help=f"checkpoint name in the artifacts store (default: ${BATCH_JOB_ID}, else a "
+        "timestamp); a run with the id of an interrupted one resumes it",
     )
     parser.add_argument(
         "--resume",
-        action="store_true",
-        help="continue from --checkpoint if it exists (after a Spot interruption)",
+        default=None,
+        metavar="KEY",
+        help="checkpoint key to resume from (the run's own is found by itself)",
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars (default: when stderr is a terminal)",
+    )
+    parser.add_argument(
+        "--quiet", dest="progress", action="store_false", default=None, help="no progress bars"
     )
     parser.add_argument(
         "--force-promote",
@@ -165,6 +194,36 @@ def batch_loss(
     return loss, {"location": float(loss.detach())}
 
 
+def batches(
+    data: BoxData,
+    config: LocatorConfig,
+    *,
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """One epoch of shuffled, augmented batches `(x (B, 3, S, S), boxes (B, 4))` on `device`.
+    The order and the augmentation draw from `generator` (its state goes into checkpoints)."""
+    order = torch.randperm(len(data), generator=generator)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        if len(idx) < 2:  # BatchNorm cannot train on a batch of one
+            continue
+        images, boxes = data.images[idx].to(device), data.boxes[idx].to(device)
+        yield augment(normalize(images, config), boxes, generator)
+
+
+def locator_loss(criterion: nn.Module, device: torch.device, dtype: torch.dtype | None):
+    """The locator's `compute_loss` for `batch_jobs.engine`."""
+
+    def compute(model: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict, int]:
+        x, boxes = batch
+        loss, parts = batch_loss(model, criterion, x, boxes, device, dtype)
+        return loss, parts, len(x)
+
+    return compute
+
+
 def train_one_epoch(
     model: nn.Module,
     criterion: nn.Module,
@@ -177,27 +236,22 @@ def train_one_epoch(
     generator: torch.Generator,
     device: torch.device,
     dtype: torch.dtype | None = None,
+    epoch: int = 0,
+    progress: bool = False,
 ) -> dict[str, float]:
-    """One pass over `data` in shuffled batches; returns the mean of each loss part."""
-    model.train()
-    order = torch.randperm(len(data), generator=generator)
-    totals: dict[str, float] = {}
-    steps = 0
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        if len(idx) < 2:  # BatchNorm cannot train on a batch of one
-            continue
-        images, boxes = data.images[idx].to(device), data.boxes[idx].to(device)
-        x, boxes = augment(normalize(images, config), boxes, generator)
-        loss, parts = batch_loss(model, criterion, x, boxes, device, dtype)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        steps += 1
-        for name, value in {"loss": float(loss.detach()), **parts}.items():
-            totals[name] = totals.get(name, 0.0) + value
-    return {name: value / max(steps, 1) for name, value in totals.items()}
+    """One pass over `data` in shuffled batches (the shared loop of `batch_jobs.engine`);
+    returns the per-image mean of each loss part."""
+    return run_one_epoch(
+        model,
+        locator_loss(criterion, device, dtype),
+        optimizer,
+        scheduler,
+        batches(data, config, batch_size=batch_size, generator=generator, device=device),
+        epoch=epoch,
+        progress=progress,
+        total=_steps_per_epoch(len(data), batch_size),
+        desc="locator epoch",
+    )
 
 
 def _steps_per_epoch(n: int, batch_size: int) -> int:
@@ -205,22 +259,26 @@ def _steps_per_epoch(n: int, batch_size: int) -> int:
     return full + (1 if rest >= 2 else 0)
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # never a half-written checkpoint
-
-
 def fit(
-    train: BoxData, args: argparse.Namespace, config: LocatorConfig
+    train: BoxData,
+    args: argparse.Namespace,
+    config: LocatorConfig,
+    *,
+    store: ObjectStore | None = None,
+    ckpt_key: str | None = None,
+    progress: bool = False,
 ) -> tuple[nn.Module, list[dict]]:
-    """Train a new model on `train` for `args.epochs`; resumable from `args.checkpoint`."""
+    """Train a new model on `train` for `args.epochs`. With a `store` and `ckpt_key`, a
+    checkpoint is written there after every epoch, and a run that finds one resumes from it."""
     torch.manual_seed(args.seed)
     device = pick_device(args.device)
     dtype = amp_dtype(device, args.amp)
     model = create_model(
-        config.arch, backbone=config.backbone, input_size=config.input_size, weights=args.weights
+        ModelKind.LOCATOR,
+        config.arch,
+        backbone=config.backbone,
+        input_size=config.input_size,
+        weights=args.weights,
     ).to(device, memory_format=torch.channels_last)
     criterion = create_criterion(config.arch)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -230,16 +288,24 @@ def fit(
     )
     generator = torch.Generator().manual_seed(args.seed)
     start_epoch, history = 0, []
-    if args.resume and args.checkpoint is not None and args.checkpoint.exists():
+    state = load_checkpoint(store, ckpt_key) if store is not None and ckpt_key else None
+    if state is not None:
         # On the CPU: the generator state must stay there; load_state_dict moves the rest.
-        state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
-        start_epoch, history = state["epoch"] + 1, state["history"]
-        logger.info("locator: resumed from %s at epoch %d", args.checkpoint, start_epoch)
-    for epoch in range(start_epoch, args.epochs):
+        start_epoch, history = state["epoch"] + 1, list(state["history"])
+        logger.info("locator: resumed from %s at epoch %d", ckpt_key, start_epoch)
+    epochs = tqdm(
+        range(start_epoch, args.epochs),
+        desc="train locator",
+        unit="epoch",
+        disable=not progress,
+        initial=start_epoch,
+        total=args.epochs,
+    )
+    for epoch in epochs:
         started = time.perf_counter()
         losses = train_one_epoch(
             model,
@@ -252,12 +318,16 @@ def fit(
             generator=generator,
             device=device,
             dtype=dtype,
+            epoch=epoch,
+            progress=progress,
         )
         history.append({"epoch": epoch, **losses, "seconds": time.perf_counter() - started})
+        epochs.set_postfix(loss=f"{losses.get('loss', float('nan')):.3f}")
         logger.info("locator epoch %d: %s", epoch, history[-1])
-        if args.checkpoint is not None:
-            _save_checkpoint(
-                args.checkpoint,
+        if store is not None and ckpt_key:
+            save_checkpoint(
+                store,
+                ckpt_key,
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
@@ -265,7 +335,7 @@ def fit(
                     "generator": generator.get_state(),
                     "epoch": epoch,
                     "history": history,
-                    "args": vars(args),
+                    "args": plain_args(args),
                 },
             )
     return model, history
@@ -274,16 +344,28 @@ def fit(
 def model_files(
     model: nn.Module, config: LocatorConfig, metrics: dict, args: argparse.Namespace
 ) -> dict[str, bytes]:
-    """The files of one registry version."""
+    """The files of one registry version (`history.json`: the training curve per epoch)."""
     buffer = io.BytesIO()
     torch.save({k: v.cpu().contiguous() for k, v in model.state_dict().items()}, buffer)
-    args_doc = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     return {
         "weights.pt": buffer.getvalue(),
         "preprocess.json": config.to_json(),
         "metrics.json": json.dumps(metrics, indent=2).encode(),
-        "args.json": json.dumps(args_doc, indent=2).encode(),
+        "history.json": json.dumps(metrics.get("history", []), indent=2).encode(),
+        "args.json": json.dumps(plain_args(args), indent=2).encode(),
     }
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse what cannot work before any image is read; fetch named weights (fails fast when
+    they cannot be downloaded, naming the file to pass instead)."""
+    if args.weights is None:
+        return
+    if args.backbone != "resnet18":
+        raise ConfigurationError(
+            "--weights starts a resnet18 trunk: use it with --backbone resnet18"
+        )
+    resolve_weights("resnet18", args.weights)
 
 
 def train_locator(
@@ -294,18 +376,27 @@ def train_locator(
     args: argparse.Namespace | None = None,
     settings: Settings | None = None,
     snapshot_key: str | None = None,
+    ckpt_key: str | None = None,
+    progress: bool = False,
 ) -> tuple[str, dict, bool]:
     """Train, evaluate on the test split, save and maybe promote a locator.
 
     records: the labels snapshot (images without a box are left out of this model only).
+    ckpt_key: where the per-epoch checkpoint goes in the registry's store (resumed from when
+    it is there; deleted once the version is saved); None: no checkpoint.
     Returns (version, metrics, promoted). metrics holds mean_iou, iou_50, iou_75 on the test
     split (and counts, the fallback share, timings). Raises `LocatorDataError` when the train
     or test split has no readable boxed image.
     """
-    args = args or default_args()
+    args = argparse.Namespace(**{**vars(args or default_args()), "snapshot_key": snapshot_key})
+    check_args(args)
     settings = settings or Settings()
     config = config_from_args(args)
-    limits = {"max_bytes": settings.max_image_bytes, "max_pixels": settings.max_image_pixels}
+    limits = {
+        "max_bytes": settings.max_image_bytes,
+        "max_pixels": settings.max_image_pixels,
+        "progress": progress,
+    }
     started = time.perf_counter()
     train, skipped = load_data(
         records, catalog, split="train", input_size=config.input_size, **limits
@@ -320,7 +411,9 @@ def train_locator(
                 "labels.csv (or train without the locator)"
             )
     loaded = time.perf_counter()
-    model, history = fit(train, args, config)
+    model, history = fit(
+        train, args, config, store=registry.store, ckpt_key=ckpt_key, progress=progress
+    )
     trained = time.perf_counter()
     locator = Locator(model, config, device=args.device, amp=args.amp)
     ious, fallback = evaluate(locator, test)
@@ -341,18 +434,36 @@ def train_locator(
     version = registry.new_version(KIND)
     registry.save(KIND, version, model_files(model, config, metrics, args))
     promoted = registry.promote(KIND, version, metric=METRIC, force=args.force_promote)
+    if ckpt_key:
+        delete_checkpoint(registry.store, ckpt_key)
     logger.info("locator %s: mean IoU %.3f, promoted=%s", version, metrics[METRIC], promoted)
     return version, metrics, promoted
 
 
 def main(args: argparse.Namespace) -> int:
-    """The job alone: export a labels snapshot, train, print a JSON summary."""
-    from batch_jobs.snapshot import export_snapshot
+    """The job alone: export a labels snapshot (or, resuming, read the run's own), train,
+    print a JSON summary."""
+    from batch_jobs.snapshot import export_snapshot, read_snapshot
     from shared.backends import build_ports
 
     settings = Settings.from_env()
     ports = build_ports(settings)
-    key, records = export_snapshot(ports.labels, ports.artifacts)
+    check_args(args)
+    run_id = (
+        args.run_id
+        or os.environ.get(BATCH_JOB_ID)
+        or unique_stamp(lambda stamp: ports.artifacts.exists(checkpoint_key(KIND, stamp)))
+    )
+    ckpt_key = args.resume or checkpoint_key(KIND, run_id)
+    checkpoint = load_checkpoint(ports.artifacts, ckpt_key)
+    if checkpoint is None and args.resume:
+        raise NotFoundError(f"no checkpoint at {args.resume}; drop --resume to start afresh")
+    if checkpoint is not None and checkpoint["args"].get("snapshot_key"):
+        key = checkpoint["args"]["snapshot_key"]
+        records = read_snapshot(ports.artifacts, key)
+    else:
+        key, records = export_snapshot(ports.labels, ports.artifacts)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
     try:
         version, metrics, promoted = train_locator(
             records,
@@ -361,6 +472,8 @@ def main(args: argparse.Namespace) -> int:
             args=args,
             settings=settings,
             snapshot_key=key,
+            ckpt_key=ckpt_key,
+            progress=progress,
         )
     except LocatorDataError as exc:
         print(f"locator: {exc}", file=sys.stderr)

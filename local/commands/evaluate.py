@@ -23,6 +23,14 @@ def register(commands) -> None:
     parser.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="write the figures to FILE as JSON"
     )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write PNG figures to DIR: a confusion matrix per facet and split "
+        "(confusion_<split>_<facet>.png) and the training curves (training_curves.png)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -62,6 +70,13 @@ def run(args) -> int:
         args.json.write_text(json.dumps(document, indent=2))
         print(f"wrote {args.json}")
     print_document(document, f"facet model {document['version']}")
+    if args.plot is not None:
+        from batch_jobs.evaluate import model_history
+        from batch_jobs.plots import write_plots
+
+        history = model_history(ModelRegistry(ports.artifacts), document["version"])
+        written = write_plots(document, history, args.plot)
+        print(f"wrote {len(written)} figures to {args.plot}", file=sys.stderr)
     if evaluation.without_crop is not None:
         print_document(evaluation.without_crop, "the same model on whole photos (without crop)")
     if locator is not None:

@@ -95,15 +95,17 @@ def add_corrupt(ports: Ports, image_id: str = "bad/img") -> str:
 
 def register_untrained_model(ports: Ports, *, image_size: int = 32, facets=("sleeve",)) -> str:
     """Save and promote a randomly initialised facet model (for inference plumbing tests)."""
-    from batch_jobs.facets.model import create_model
     from batch_jobs.facets.preprocess import PreprocessConfig
+    from batch_jobs.models import create_model
     from batch_jobs.train import default_args, model_files
-    from shared.registry import ModelRegistry
+    from shared.registry import ModelKind, ModelRegistry
     from shared.taxonomy import Taxonomy
 
     taxonomy = Taxonomy({f: ports.taxonomy.labels(f) for f in facets})
     torch.manual_seed(0)
-    model = create_model("resnet18", {f: len(taxonomy.labels(f)) for f in facets})
+    model = create_model(
+        ModelKind.FACETS, "resnet18", heads={f: len(taxonomy.labels(f)) for f in facets}
+    )
     args = default_args(image_size=image_size, facets=list(facets))
     files = model_files(
         model, PreprocessConfig(image_size=image_size), taxonomy, {"test_macro_f1": 0.5}, args

@@ -109,3 +109,9 @@ def test_train_then_evaluate_write_the_documented_json(home, ports, tmp_path, ca
     assert set(report) == {"macro_f1", "accuracy", "per_class", "confusion"}
     assert list(report["per_class"]) == list(ports.taxonomy.labels("neckline"))
     assert len(list(ports.predictions.for_model(trained["version"]))) == 16
+
+    plots = tmp_path / "plots"
+    assert cli(home, "evaluate", "--plot", str(plots)) == 0
+    expected = {f"confusion_{s}_{f}.png" for s in ("train", "test") for f in ("sleeve", "neckline")}
+    assert {p.name for p in plots.iterdir()} == expected | {"training_curves.png"}
+    assert all(p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for p in plots.iterdir())

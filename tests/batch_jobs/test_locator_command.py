@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from batch_jobs.locator import Locator, train_locator
-from batch_jobs.locator.model import create_model
 from batch_jobs.locator.preprocess import LocatorConfig
+from batch_jobs.models import create_model
 from local.commands import locate
 from local.runtime import LocalRuntime
 from shared.embedded.files import LocalObjectStore
@@ -102,7 +102,7 @@ def test_without_a_current_locator_says_what_to_do(tmp_path):
 
 
 def test_no_dress_found_is_a_null_box_with_its_score(tmp_path):
-    model = create_model("patches", input_size=SIZE)
+    model = create_model("locator", "patches", input_size=SIZE)
     with torch.no_grad():  # a background network that is sure nothing is a dress
         model.background_head[-1].bias.fill_(-50.0)
     path = tmp_path / "wall.png"

@@ -11,8 +11,12 @@ from torchvision.ops import generalized_box_iou
 from batch_jobs.locator.boxes import PatchLabel
 from batch_jobs.locator.inference import Locator
 from batch_jobs.locator.losses import BoxRegressionLoss, PatchLocatorLoss
-from batch_jobs.locator.model import create_model
 from batch_jobs.locator.preprocess import LocatorConfig, normalize
+from batch_jobs.models import create_model
+from shared.errors import ConfigurationError
+from shared.registry import ModelKind
+
+LOCATOR = ModelKind.LOCATOR
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -27,7 +31,7 @@ def _one_thread():
 
 @pytest.mark.parametrize(("backbone", "cells"), [("tiny", 64), ("resnet18", 16)])
 def test_patch_network_scores_and_boxes_every_cell(backbone, cells):
-    model = create_model("patches", backbone=backbone, input_size=64).eval()
+    model = create_model(LOCATOR, "patches", backbone=backbone, input_size=64).eval()
     out = model(torch.randn(2, 3, 64, 64))
     # One cell per stride x stride pixels: 8 x 8 cells at stride 8, 4 x 4 at stride 16.
     assert out["logits"].shape == (2, cells)
@@ -37,17 +41,17 @@ def test_patch_network_scores_and_boxes_every_cell(backbone, cells):
 
 
 def test_whole_image_network_gives_ordered_boxes_inside_the_image():
-    model = create_model("whole", input_size=48).eval()
+    model = create_model(LOCATOR, "whole", input_size=48).eval()
     boxes = model(torch.randn(5, 3, 48, 48))["boxes"]
     assert boxes.shape == (5, 4)
     assert (boxes[:, :2] <= boxes[:, 2:]).all() and boxes.min() >= 0 and boxes.max() <= 1
 
 
 def test_create_model_refuses_what_it_cannot_build():
-    with pytest.raises(ValueError, match="unknown locator arch"):
-        create_model("overfeat")
+    with pytest.raises(ConfigurationError, match="unknown locator model 'overfeat'; use one of"):
+        create_model(LOCATOR, "overfeat")
     with pytest.raises(ValueError, match="multiple of 8"):
-        create_model("patches", input_size=100)
+        create_model(LOCATOR, "patches", input_size=100)
 
 
 def test_box_loss_is_l1_plus_giou():
@@ -99,7 +103,7 @@ def test_patch_loss_without_foreground_trains_background_only():
 
 def test_inference_copy_folds_batchnorm_without_changing_the_boxes():
     torch.manual_seed(0)
-    model = create_model("patches", input_size=64)
+    model = create_model(LOCATOR, "patches", input_size=64)
     model.train()
     model(torch.randn(8, 3, 64, 64))  # BatchNorm statistics that are not the identity
     model.eval()
@@ -117,7 +121,7 @@ def test_inference_copy_folds_batchnorm_without_changing_the_boxes():
 
 
 def test_locate_with_prepared_images_gives_the_same_boxes():
-    locator = Locator(create_model("patches", input_size=64), LocatorConfig(input_size=64))
+    locator = Locator(create_model(LOCATOR, "patches", input_size=64), LocatorConfig(input_size=64))
     images = [Image.new("RGB", (90, 60), (200, 10, 10)), Image.new("RGB", (40, 80), (0, 0, 90))]
     prepared = [locator.prepare(img) for img in images]
     assert prepared[0].shape == (64, 64, 3)

@@ -21,6 +21,7 @@ from batch_jobs.locator import (
 from batch_jobs.locator import train as train_module
 from batch_jobs.locator.train import default_args
 from shared.embedded.files import LocalObjectStore
+from shared.keys import checkpoint_key
 from shared.records import LabelRecord
 from shared.registry import ModelRegistry
 
@@ -190,9 +191,11 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_model(catalog, tmp
     from batch_jobs.locator.data import load_data
 
     data, _ = load_data(records, store, split="train", input_size=SIZE)
-    args = quick_args(epochs=3, checkpoint=tmp_path / "ckpt.pt", resume=True)
+    artifacts = LocalObjectStore(tmp_path / "artifacts", name="artifacts")
+    key = checkpoint_key("locator", "job-1")
+    args = quick_args(epochs=3)
     config = train_module.config_from_args(args)
-    straight, _ = train_module.fit(data, quick_args(epochs=3), config)
+    straight, _ = train_module.fit(data, args, config)
 
     real = train_module.train_one_epoch
     calls = {"n": 0}
@@ -205,10 +208,56 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_model(catalog, tmp
 
     monkeypatch.setattr(train_module, "train_one_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train_module.fit(data, args, config)
+        train_module.fit(data, args, config, store=artifacts, ckpt_key=key)
+    assert artifacts.exists(key)  # the instance is gone; the store kept two epochs
+    calls["n"] = 0
     monkeypatch.setattr(train_module, "train_one_epoch", real)
-    resumed, history = train_module.fit(data, args, config)
+    resumed, history = train_module.fit(data, args, config, store=artifacts, ckpt_key=key)
 
     assert [h["epoch"] for h in history] == [0, 1, 2]
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-5)
+
+
+def test_a_reclaimed_locator_job_resumes_from_the_store_and_cleans_up(
+    catalog, registry, monkeypatch
+):
+    store, records = catalog
+    key = checkpoint_key("locator", "job-2")
+    real = train_module.train_one_epoch
+    epochs_run = []
+
+    def reclaimed_after_one_epoch(*a, **kw):
+        if len(epochs_run) == 1:
+            raise KeyboardInterrupt("spot instance reclaimed")
+        epochs_run.append(kw["epoch"])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", reclaimed_after_one_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_locator(records, store, registry, args=quick_args(epochs=2), ckpt_key=key)
+    saved = registry.store.get(key).body
+    assert torch.load(io.BytesIO(saved), weights_only=True)["epoch"] == 0
+
+    def rerun(*a, **kw):
+        epochs_run.append(kw["epoch"])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", rerun)
+    version, metrics, _ = train_locator(
+        records, store, registry, args=quick_args(epochs=2), ckpt_key=key
+    )
+    assert epochs_run == [0, 1]  # the rerun trained epoch 1 only
+    assert [h["epoch"] for h in metrics["history"]] == [0, 1]
+    assert not registry.store.exists(key)  # the registry holds the model from then on
+    history = json.loads(registry.read("locator", version, "history.json"))
+    assert [h["epoch"] for h in history] == [0, 1] and all("loss" in h for h in history)
+
+
+def test_locator_training_shows_progress_bars_only_when_asked(catalog, registry, capsys):
+    store, records = catalog
+    train_locator(records, store, registry, args=quick_args(epochs=1), progress=True)
+    shown = capsys.readouterr().err
+    assert "locator train images" in shown and "train locator" in shown
+    train_locator(records, store, registry, args=quick_args(epochs=1), progress=False)
+    assert capsys.readouterr().err == ""

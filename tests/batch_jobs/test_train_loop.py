@@ -3,6 +3,7 @@ stores predictions, and it reads the labels as they are in the store when it sta
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -10,8 +11,8 @@ import torch
 from facet_fixtures import add_corrupt, add_images, one_thread, tiny_ports
 
 import batch_jobs.train as train_module
-from batch_jobs.facets.checkpoint import checkpoint_key
 from batch_jobs.train import default_args, train
+from shared.keys import checkpoint_key
 from shared.records import LabelSource
 from shared.registry import ModelRegistry
 
@@ -46,6 +47,16 @@ def test_loss_decreases_and_the_model_is_saved_promoted_and_predicts(ports):
     stored = list(ports.predictions.for_model(result.version))
     assert len(stored) == 24 and set(stored[0].facets) == {"sleeve"}
     assert len(stored[0].facets["sleeve"].probs) == len(ports.taxonomy.labels("sleeve"))
+    # The registry keeps the training feedback: one entry per epoch, with test-split figures.
+    history = registry.read_json("facets", result.version, "history.json")
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6]
+    for entry in history:
+        assert set(entry) == {"epoch", "loss", "test_loss", "test_macro_f1", "seconds"}
+        assert set(entry["test_macro_f1"]) == {"sleeve"}
+        assert 0.0 <= entry["test_macro_f1"]["sleeve"] <= 1.0 and entry["test_loss"] > 0
+    # The last epoch's validation is the saved model's test figure (same weights, same F1).
+    final = result.metrics["splits"]["test"]["sleeve"]["macro_f1"]
+    assert history[-1]["test_macro_f1"]["sleeve"] == pytest.approx(final)
 
 
 def test_a_killed_run_resumes_from_its_last_epoch_and_ends_as_an_uninterrupted_one(
@@ -71,14 +82,16 @@ def test_a_killed_run_resumes_from_its_last_epoch_and_ends_as_an_uninterrupted_o
     args = default_args(epochs=3, run_id="job-1", facets=["sleeve"], ema=0.9, **TINY)
     with pytest.raises(SystemExit):
         train(args, ports)
-    assert ports.artifacts.exists(checkpoint_key("job-1"))
+    assert ports.artifacts.exists(checkpoint_key("facets", "job-1"))
     # Batch retries the job with the same job id: the new process finds the checkpoint.
     resumed = train(
         default_args(epochs=3, run_id="job-1", facets=["sleeve"], ema=0.9, **TINY), ports
     )
     assert epochs_run == [0, 1, "killed", 2]
     assert [h["epoch"] for h in resumed.metrics["history"]] == [1, 2, 3]
-    assert not ports.artifacts.exists(checkpoint_key("job-1"))  # finished: the registry has it
+    assert not ports.artifacts.exists(
+        checkpoint_key("facets", "job-1")
+    )  # finished: the registry has it
     mine = torch.load(_weights(ports, resumed.version), weights_only=True)
     theirs = torch.load(_weights(reference, uninterrupted.version), weights_only=True)
     for name, tensor in theirs.items():
@@ -102,3 +115,37 @@ def test_each_run_trains_on_the_labels_as_they_are_when_it_starts(ports):
     lines = [json.loads(x) for x in ports.artifacts.get(key).body.splitlines()]
     assert {x["image_id"]: x["facets"]["sleeve"] for x in lines}["p1/img"] == "long"
     assert list(result.metrics["splits"]["test"]) == ["sleeve", "neckline"]
+
+
+def test_a_job_reclaimed_while_training_its_locator_resumes_it_on_the_same_snapshot(
+    ports, monkeypatch
+):
+    from batch_jobs.locator import train as locator_module
+
+    quick = locator_module.default_args(epochs=2, input_size=32, batch_size=8, amp=False)
+    monkeypatch.setattr(locator_module, "default_args", lambda: quick)
+    real_epoch = locator_module.train_one_epoch
+    epochs_run = []
+
+    def reclaimed(*args, epoch, **kwargs):
+        if epoch == 1 and "killed" not in epochs_run:
+            epochs_run.append("killed")
+            raise SystemExit("spot interruption")
+        epochs_run.append(epoch)
+        return real_epoch(*args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(locator_module, "train_one_epoch", reclaimed)
+    job = dict(TINY, locator="train", epochs=1, run_id="job-2", facets=["sleeve"])
+    with pytest.raises(SystemExit):
+        train(default_args(**job), ports)
+    located = checkpoint_key("locator", "job-2")
+    stored = io.BytesIO(ports.artifacts.get(located).body)
+    snapshot = torch.load(stored, weights_only=True)["args"]["snapshot_key"]
+    add_images(ports, 4, seed=9)  # labels change before the retry: the run keeps its snapshot
+
+    result = train(default_args(**job), ports)
+    assert epochs_run == [0, "killed", 1]  # the locator went on from its stored epoch
+    assert result.locator is not None and result.locator["version"]
+    args = ModelRegistry(ports.artifacts).read_json("facets", result.version, "args.json")
+    assert args["snapshot_key"] == snapshot
+    assert not ports.artifacts.exists(located)

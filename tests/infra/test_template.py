@@ -369,9 +369,8 @@ def test_dead_letters_and_failed_jobs_reach_the_encrypted_alarm_topic(synth):
     assert not synth.of_type("AWS::SNS::Subscription")  # no alarmEmail in cdk.json
 
 
-@pytest.mark.slow  # imports torch
 def test_training_checkpoints_live_under_the_prefix_the_train_job_may_write():
-    from batch_jobs.facets.checkpoint import CHECKPOINT_PREFIX
-    from shared.keys import CHECKPOINTS_PREFIX
+    from shared.keys import CHECKPOINTS_PREFIX, checkpoint_key
 
-    assert CHECKPOINT_PREFIX.startswith(CHECKPOINTS_PREFIX)
+    for kind in ("facets", "locator"):
+        assert checkpoint_key(kind, "run").startswith(CHECKPOINTS_PREFIX)
