@@ -53,7 +53,10 @@ def test_training_with_oof_folds_stores_out_of_fold_predictions_for_the_train_sp
 
     oof = {p.image_id for p in ports.predictions.for_model(oof_version(version))}
     assert oof == {r.image_id for r in records if r.split == "train"}
-    assert isinstance(find_suspicious(ports, version, facet="sleeve"), list)
+    labelled = {r.image_id: r.facets["sleeve"] for r in records}
+    for suspect in find_suspicious(ports, version, facet="sleeve"):
+        assert suspect.facet == "sleeve"
+        assert labelled[suspect.image_id] == suspect.label != suspect.suggested
 
 
 def test_one_fold_is_refused(tmp_path):

@@ -57,7 +57,11 @@ def test_training_and_inference_crop_with_the_same_locator_version(tmp_path, mon
     )
     config = registry.read_json("facets", result.version, "preprocess.json")
     assert config["crop"] == {"locator_version": first, "margin": 0.1, "bodice": 0.3}
-    assert result.metrics["without_crop"]["splits"]["test"]["sleeve"]["macro_f1"] >= 0.0
+    without = result.metrics["without_crop"]["splits"]["test"]["sleeve"]
+    cropped = result.metrics["splits"]["test"]["sleeve"]
+    assert 0.0 <= without["macro_f1"] <= 1.0
+    # the same test images, evaluated on the whole photo
+    assert sum(map(sum, without["confusion"])) == sum(map(sum, cropped["confusion"])) == 3
     stored = ports.predictions.get("p1/img", result.version)
     assert stored.bbox == (0.0, 0.0, 24.0, 24.0) and stored.bbox_score == pytest.approx(0.9)
 
