@@ -148,3 +148,24 @@ def lazy():
         "local.cli",
         "torchvision.ops",
     ]
+
+
+def _test_tree_modules() -> set[str]:
+    """Names under which a file of tests/ could be imported: `tests.x.y`, and the bare stem
+    (pytest puts test folders on sys.path)."""
+    names = set()
+    for path in _source_files("tests"):
+        names.add(_module_name(path))
+        names.add(path.stem)
+    return names - {"__init__"}
+
+
+@pytest.mark.parametrize(
+    "path", _source_files("tests"), ids=lambda p: p.relative_to(REPO).as_posix()
+)
+def test_no_test_file_imports_another(path: Path):
+    """Shared test code is a conftest fixture: importing a test module runs its tests twice
+    and ties the suites together."""
+    tree_modules = _test_tree_modules()
+    imports = _imports_of(path)
+    assert sorted(m for m in imports if m in tree_modules or m.startswith("tests.")) == []

@@ -7,14 +7,13 @@ import argparse
 import json
 
 import pytest
-from facet_fixtures import add_images, one_thread
 
 from batch_jobs.crossval import fold_of
 from local.commands import train
 from local.runtime import LocalRuntime
 from shared.relabel import find_suspicious, oof_version
 
-pytestmark = pytest.mark.usefixtures(one_thread.__name__)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_folds_are_stable_and_cover_every_fold():
@@ -23,8 +22,9 @@ def test_folds_are_stable_and_cover_every_fold():
     assert set(folds) == {0, 1, 2}
 
 
+@pytest.mark.slow  # trains a model
 def test_training_with_oof_folds_stores_out_of_fold_predictions_for_the_train_split(
-    tmp_path, capsys
+    add_images, tmp_path, capsys
 ):
     home = tmp_path / "home"
     ports = LocalRuntime.open(home, environ={}).ports

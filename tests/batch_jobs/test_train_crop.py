@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from facet_fixtures import add_images, one_thread, photo, tiny_ports
 
 import batch_jobs.facets.predictor as predictor_module
 from batch_jobs.facets.predictor import FacetTagger
@@ -16,7 +15,7 @@ from batch_jobs.train import default_args, train
 from shared.images import open_image
 from shared.registry import ModelRegistry
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures(one_thread.__name__)]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 class RecordingLocator:
@@ -38,7 +37,9 @@ def _save_locator(registry: ModelRegistry, iou: float) -> str:
     return version
 
 
-def test_training_and_inference_crop_with_the_same_locator_version(tmp_path, monkeypatch):
+def test_training_and_inference_crop_with_the_same_locator_version(
+    add_images, photo, tiny_ports, tmp_path, monkeypatch
+):
     ports = tiny_ports(tmp_path)
     add_images(ports, 12)
     registry = ModelRegistry(ports.artifacts)
