@@ -52,11 +52,11 @@ dress and arms, the camera), `scene` (figure, wall, floor, props), `render` (one
 `writer` (the catalog folder) and `contact_sheet` (a picture of the catalog to look at).
 """
 
-from .contact_sheet import make_contact_sheet
-from .render import render_photo
-from .rules import check_drawable
-from .sampling import DressStyle, Product, class_prior, sample_products
-from .writer import BOX_COLUMNS, CORRUPT_KINDS, CatalogSummary, generate_catalog
+from local.synth_catalog.contact_sheet import make_contact_sheet
+from local.synth_catalog.render import render_photo
+from local.synth_catalog.rules import check_drawable
+from local.synth_catalog.sampling import DressStyle, Product, class_prior, sample_products
+from local.synth_catalog.writer import BOX_COLUMNS, CORRUPT_KINDS, CatalogSummary, generate_catalog
 
 __all__ = [
     "BOX_COLUMNS",

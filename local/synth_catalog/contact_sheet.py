@@ -7,10 +7,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from local.synth_catalog.writer import BOX_COLUMNS
 from shared.errors import InvalidImageError
 from shared.images import open_image
-
-from .writer import BOX_COLUMNS
 
 
 def make_contact_sheet(

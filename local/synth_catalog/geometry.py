@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rules import (
+from local.synth_catalog.rules import (
     ARM_SEGMENTS,
     ARM_WIDTHS,
     ARMPIT,
@@ -22,7 +22,7 @@ from .rules import (
     Points,
     on_shoulder,
 )
-from .sampling import DressStyle
+from local.synth_catalog.sampling import DressStyle
 
 
 def mirror(right: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:

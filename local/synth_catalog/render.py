@@ -7,10 +7,10 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .geometry import Camera, DressShapes, dress_shapes, place
-from .rules import ARM_SEGMENTS, SILHOUETTES, WAIST_Y
-from .sampling import DressStyle
-from .scene import (
+from local.synth_catalog.geometry import Camera, DressShapes, dress_shapes, place
+from local.synth_catalog.rules import ARM_SEGMENTS, SILHOUETTES, WAIST_Y
+from local.synth_catalog.sampling import DressStyle
+from local.synth_catalog.scene import (
     Figure,
     draw_background,
     draw_figure_back,

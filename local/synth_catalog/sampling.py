@@ -9,9 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.taxonomy import Taxonomy, load_taxonomy
-
-from .rules import (
+from local.synth_catalog.rules import (
     FLOOR_HEM_Y,
     IMPLIES,
     NECKLINE,
@@ -26,6 +24,7 @@ from .rules import (
     check_drawable,
     hsv,
 )
+from shared.taxonomy import Taxonomy, load_taxonomy
 
 MIN_CLASS_SHARE = 0.05
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .geometry import Arm, Camera, ellipse, mirror, thick_line
-from .rules import NECK_SIDE, SHOULDER_TIP, WAIST_Y, Color, hsv
+from local.synth_catalog.geometry import Arm, Camera, ellipse, mirror, thick_line
+from local.synth_catalog.rules import NECK_SIDE, SHOULDER_TIP, WAIST_Y, Color, hsv
 
 # fmt: off
 _SKINS = ((242, 208, 183), (226, 182, 150), (198, 146, 108), (160, 106, 72), (112, 74, 52),

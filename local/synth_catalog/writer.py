@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from local.synth_catalog.render import render_photo
+from local.synth_catalog.sampling import sample_products, seeded_rng
 from shared.ids import image_id_for
 from shared.taxonomy import load_taxonomy
-
-from .render import render_photo
-from .sampling import sample_products, seeded_rng
 
 BOX_COLUMNS = ("x0", "y0", "x1", "y1")
 JPEG_QUALITY = 90
