@@ -7,14 +7,13 @@ import argparse
 import json
 
 import pytest
-from facet_fixtures import add_images, one_thread
 
 from batch_jobs.crossval import fold_of
 from local.commands import train
 from local.runtime import LocalRuntime
 from shared.relabel import find_suspicious, oof_version
 
-pytestmark = pytest.mark.usefixtures(one_thread.__name__)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_folds_are_stable_and_cover_every_fold():
@@ -23,8 +22,9 @@ def test_folds_are_stable_and_cover_every_fold():
     assert set(folds) == {0, 1, 2}
 
 
+@pytest.mark.slow  # trains a model
 def test_training_with_oof_folds_stores_out_of_fold_predictions_for_the_train_split(
-    tmp_path, capsys
+    add_images, tmp_path, capsys
 ):
     home = tmp_path / "home"
     ports = LocalRuntime.open(home, environ={}).ports
@@ -53,7 +53,10 @@ def test_training_with_oof_folds_stores_out_of_fold_predictions_for_the_train_sp
 
     oof = {p.image_id for p in ports.predictions.for_model(oof_version(version))}
     assert oof == {r.image_id for r in records if r.split == "train"}
-    assert isinstance(find_suspicious(ports, version, facet="sleeve"), list)
+    labelled = {r.image_id: r.facets["sleeve"] for r in records}
+    for suspect in find_suspicious(ports, version, facet="sleeve"):
+        assert suspect.facet == "sleeve"
+        assert labelled[suspect.image_id] == suspect.label != suspect.suggested
 
 
 def test_one_fold_is_refused(tmp_path):

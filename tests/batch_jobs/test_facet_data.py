@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from facet_fixtures import add_corrupt, add_images, tiny_ports
 
 from batch_jobs.facets.data import facet_targets, prepare_records
 from batch_jobs.facets.loss import UNKNOWN
@@ -59,7 +58,9 @@ def test_predictions_name_labels_and_probabilities_in_the_taxonomy_order():
     assert out["neckline"].label == "v-neck"
 
 
-def test_corrupt_and_missing_images_are_skipped_and_reported(tmp_path):
+def test_corrupt_and_missing_images_are_skipped_and_reported(
+    add_corrupt, add_images, tiny_ports, tmp_path
+):
     ports = tiny_ports(tmp_path)
     records = add_images(ports, 3)
     add_corrupt(ports, "bad/img")

@@ -6,8 +6,6 @@ import json
 from dataclasses import replace
 
 import pytest
-from facet_fixtures import add_corrupt, add_images, one_thread, register_untrained_model
-from facet_fixtures import tiny_ports as _tiny_ports
 
 from batch_jobs.infer import get_args_parser, main, shard
 from shared.backends import build_ports
@@ -15,12 +13,12 @@ from shared.env import BATCH_ARRAY_INDEX
 from shared.keys import manifest_key
 from shared.messages import ManifestEntry
 
-pytestmark = pytest.mark.usefixtures(one_thread.__name__)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
-def ports(tmp_path):
-    base = _tiny_ports(tmp_path)
+def ports(tiny_ports, tmp_path):
+    base = tiny_ports(tmp_path)
     return build_ports(replace(base.settings, infer_shard_size=2))
 
 
@@ -38,7 +36,9 @@ def _entries(ports, records):
     ]
 
 
-def test_job_tags_readable_images_and_reports_the_rest_while_succeeding(ports, capsys):
+def test_job_tags_readable_images_and_reports_the_rest_while_succeeding(
+    add_corrupt, add_images, register_untrained_model, ports, capsys
+):
     version = register_untrained_model(ports)
     good = _entries(ports, add_images(ports, 3))
     bad = ManifestEntry(image_id="bad/img", bucket=ports.catalog.name, key=add_corrupt(ports))
@@ -57,7 +57,9 @@ def test_job_tags_readable_images_and_reports_the_rest_while_succeeding(ports, c
         assert sum(stored.facets["sleeve"].probs) == pytest.approx(1.0, abs=1e-3)
 
 
-def test_an_array_child_takes_only_its_shard(ports, monkeypatch, capsys):
+def test_an_array_child_takes_only_its_shard(
+    add_images, register_untrained_model, ports, monkeypatch, capsys
+):
     version = register_untrained_model(ports)
     entries = _entries(ports, add_images(ports, 5))
     key = _manifest(ports, entries)
@@ -69,7 +71,7 @@ def test_an_array_child_takes_only_its_shard(ports, monkeypatch, capsys):
     assert len(shard(entries, None, 2)) == 5
 
 
-def test_without_a_current_model_there_is_nothing_to_do(ports, capsys):
+def test_without_a_current_model_there_is_nothing_to_do(add_images, ports, capsys):
     key = _manifest(ports, _entries(ports, add_images(ports, 1)))
     assert main(get_args_parser().parse_args(["--manifest", key]), ports) == 0
     assert json.loads(capsys.readouterr().out)["tagged"] == 0

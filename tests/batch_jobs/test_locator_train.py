@@ -9,7 +9,7 @@ import random
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from batch_jobs.locator import (
     Locator,
@@ -19,13 +19,10 @@ from batch_jobs.locator import (
     train_locator,
 )
 from batch_jobs.locator import train as train_module
-from batch_jobs.locator.train import default_args
 from shared.embedded.files import LocalObjectStore
 from shared.keys import checkpoint_key
 from shared.records import LabelRecord
 from shared.registry import ModelRegistry
-
-SIZE = 64
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -38,24 +35,8 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def drawn_photo(rng: random.Random, size: int = SIZE) -> tuple[Image.Image, tuple]:
-    img = Image.new("RGB", (size, size), tuple(rng.randint(150, 255) for _ in range(3)))
-    w, h = rng.randint(size // 5, size // 2), rng.randint(size // 3, int(size * 0.8))
-    x0, y0 = rng.randint(0, size - w), rng.randint(0, size - h)
-    ImageDraw.Draw(img).rectangle(
-        (x0, y0, x0 + w - 1, y0 + h - 1), fill=tuple(rng.randint(0, 110) for _ in range(3))
-    )
-    return img, (x0, y0, x0 + w, y0 + h)
-
-
-def png(img: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    img.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 @pytest.fixture
-def catalog(tmp_path):
+def catalog(drawn_photo, png, tmp_path):
     """64 boxed photos (1 in 4 in the test split), one photo without a box, one corrupt."""
     rng = random.Random(0)
     store = LocalObjectStore(tmp_path / "catalog", name="catalog")
@@ -94,14 +75,10 @@ def registry(tmp_path):
     return ModelRegistry(LocalObjectStore(tmp_path / "artifacts", name="artifacts"))
 
 
-def quick_args(**overrides):
-    # float32: bfloat16 kernels cost more than they save on 64-pixel images (one test uses it).
-    return default_args(
-        **{"input_size": SIZE, "epochs": 12, "batch_size": 16, "amp": False, **overrides}
-    )
-
-
-def test_trained_locator_finds_the_drawn_dress_and_is_promoted(catalog, registry):
+@pytest.mark.slow  # trains a model
+def test_trained_locator_finds_the_drawn_dress_and_is_promoted(
+    drawn_photo, locator_size, quick_args, catalog, registry
+):
     store, records = catalog
     version, metrics, promoted = train_locator(records, store, registry, args=quick_args())
 
@@ -112,7 +89,10 @@ def test_trained_locator_finds_the_drawn_dress_and_is_promoted(catalog, registry
     assert [s["image_id"] for s in metrics["skipped"]] == ["bad/a"]  # reported, no crash
     saved = registry.metrics("locator", version)
     assert saved["mean_iou"] == metrics["mean_iou"]
-    assert json.loads(registry.read("locator", version, "preprocess.json"))["input_size"] == SIZE
+    assert (
+        json.loads(registry.read("locator", version, "preprocess.json"))["input_size"]
+        == locator_size
+    )
 
     # Evaluated again through the registry, as trained (float32), the figures are the same.
     locator = Locator.from_registry(registry, amp=False)
@@ -125,7 +105,7 @@ def test_trained_locator_finds_the_drawn_dress_and_is_promoted(catalog, registry
 
     # Boxes come back in pixels of each photo, whatever its size (up to resampling noise).
     img, (x0, y0, x1, y1) = drawn_photo(random.Random(7))
-    small, big = locator.locate([img, img.resize((SIZE * 3, SIZE * 2))])
+    small, big = locator.locate([img, img.resize((locator_size * 3, locator_size * 2))])
     assert not small.fallback and 0 < small.score <= 1
     assert big.box == pytest.approx(
         (small.box[0] * 3, small.box[1] * 2, small.box[2] * 3, small.box[3] * 2), abs=3
@@ -137,7 +117,8 @@ def test_trained_locator_finds_the_drawn_dress_and_is_promoted(catalog, registry
     assert inter / (union - inter) > 0.4
 
 
-def test_a_worse_locator_is_saved_but_not_promoted(catalog, registry):
+@pytest.mark.slow  # trains a model
+def test_a_worse_locator_is_saved_but_not_promoted(quick_args, catalog, registry):
     store, records = catalog
     good, _, _ = train_locator(records, store, registry, args=quick_args())
     worse, _, promoted = train_locator(records, store, registry, args=quick_args(epochs=0))
@@ -150,7 +131,8 @@ def test_a_worse_locator_is_saved_but_not_promoted(catalog, registry):
     assert promoted and registry.current("locator") == forced
 
 
-def test_the_whole_image_baseline_trains_too(catalog, registry):
+@pytest.mark.slow  # trains a model
+def test_the_whole_image_baseline_trains_too(drawn_photo, quick_args, catalog, registry):
     store, records = catalog
     version, metrics, _ = train_locator(
         records, store, registry, args=quick_args(arch="whole", epochs=2, amp=True)
@@ -160,7 +142,10 @@ def test_the_whole_image_baseline_trains_too(catalog, registry):
     assert len(located) == 1 and not located[0].fallback
 
 
-def test_no_window_passes_the_threshold_gives_the_whole_photo_flagged(catalog, registry):
+@pytest.mark.slow  # trains a model
+def test_no_window_passes_the_threshold_gives_the_whole_photo_flagged(
+    quick_args, catalog, registry
+):
     store, records = catalog
     version, _, _ = train_locator(records, store, registry, args=quick_args(epochs=1))
     locator = Locator.from_registry(registry, version)
@@ -179,18 +164,21 @@ def test_no_locator_current_means_none(catalog, registry):
     assert evaluate_current_locator(registry, records, store) is None
 
 
-def test_no_boxed_test_image_is_a_clear_error(catalog, registry):
+def test_no_boxed_test_image_is_a_clear_error(quick_args, catalog, registry):
     store, records = catalog
     train_only = [r for r in records if r.split == "train"]
     with pytest.raises(LocatorDataError, match="no readable test image has a dress box"):
         train_locator(train_only, store, registry, args=quick_args(epochs=1))
 
 
-def test_resume_after_an_interruption_gives_the_uninterrupted_model(catalog, tmp_path, monkeypatch):
+@pytest.mark.slow  # trains a model
+def test_resume_after_an_interruption_gives_the_uninterrupted_model(
+    locator_size, quick_args, catalog, tmp_path, monkeypatch
+):
     store, records = catalog
     from batch_jobs.locator.data import load_data
 
-    data, _ = load_data(records, store, split="train", input_size=SIZE)
+    data, _ = load_data(records, store, split="train", input_size=locator_size)
     artifacts = LocalObjectStore(tmp_path / "artifacts", name="artifacts")
     key = checkpoint_key("locator", "job-1")
     args = quick_args(epochs=3)
@@ -219,8 +207,9 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_model(catalog, tmp
         assert torch.allclose(a.float(), b.float(), atol=1e-5)
 
 
+@pytest.mark.slow  # trains a model
 def test_a_reclaimed_locator_job_resumes_from_the_store_and_cleans_up(
-    catalog, registry, monkeypatch
+    quick_args, catalog, registry, monkeypatch
 ):
     store, records = catalog
     key = checkpoint_key("locator", "job-2")
@@ -254,7 +243,10 @@ def test_a_reclaimed_locator_job_resumes_from_the_store_and_cleans_up(
     assert [h["epoch"] for h in history] == [0, 1] and all("loss" in h for h in history)
 
 
-def test_locator_training_shows_progress_bars_only_when_asked(catalog, registry, capsys):
+@pytest.mark.slow  # trains a model
+def test_locator_training_shows_progress_bars_only_when_asked(
+    quick_args, catalog, registry, capsys
+):
     store, records = catalog
     train_locator(records, store, registry, args=quick_args(epochs=1), progress=True)
     shown = capsys.readouterr().err

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from facet_fixtures import add_images, one_thread, photo, tiny_ports
 
 import batch_jobs.facets.predictor as predictor_module
 from batch_jobs.facets.predictor import FacetTagger
@@ -16,7 +15,7 @@ from batch_jobs.train import default_args, train
 from shared.images import open_image
 from shared.registry import ModelRegistry
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures(one_thread.__name__)]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 class RecordingLocator:
@@ -38,7 +37,9 @@ def _save_locator(registry: ModelRegistry, iou: float) -> str:
     return version
 
 
-def test_training_and_inference_crop_with_the_same_locator_version(tmp_path, monkeypatch):
+def test_training_and_inference_crop_with_the_same_locator_version(
+    add_images, photo, tiny_ports, tmp_path, monkeypatch
+):
     ports = tiny_ports(tmp_path)
     add_images(ports, 12)
     registry = ModelRegistry(ports.artifacts)
@@ -59,7 +60,11 @@ def test_training_and_inference_crop_with_the_same_locator_version(tmp_path, mon
     )
     config = registry.read_json("facets", result.version, "preprocess.json")
     assert config["crop"] == {"locator_version": first, "margin": 0.1, "bodice": 0.3}
-    assert result.metrics["without_crop"]["splits"]["test"]["sleeve"]["macro_f1"] >= 0.0
+    without = result.metrics["without_crop"]["splits"]["test"]["sleeve"]
+    cropped = result.metrics["splits"]["test"]["sleeve"]
+    assert 0.0 <= without["macro_f1"] <= 1.0
+    # the same test images, evaluated on the whole photo
+    assert sum(map(sum, without["confusion"])) == sum(map(sum, cropped["confusion"])) == 3
     stored = ports.predictions.get("p1/img", result.version)
     assert stored.bbox == (0.0, 0.0, 24.0, 24.0) and stored.bbox_score == pytest.approx(0.9)
 

@@ -8,7 +8,6 @@ import json
 
 import pytest
 import torch
-from facet_fixtures import add_corrupt, add_images, one_thread, tiny_ports
 
 import batch_jobs.train as train_module
 from batch_jobs.train import default_args, train
@@ -16,7 +15,7 @@ from shared.keys import checkpoint_key
 from shared.records import LabelSource
 from shared.registry import ModelRegistry
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures(one_thread.__name__)]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 TINY = dict(
     image_size=32, batch_size=8, warmup_epochs=0.5, locator="none", oof_folds=0, progress=False
@@ -24,13 +23,13 @@ TINY = dict(
 
 
 @pytest.fixture
-def ports(tmp_path):
+def ports(add_images, tiny_ports, tmp_path):
     ports = tiny_ports(tmp_path / "home")
     add_images(ports, 24)
     return ports
 
 
-def test_loss_decreases_and_the_model_is_saved_promoted_and_predicts(ports):
+def test_loss_decreases_and_the_model_is_saved_promoted_and_predicts(add_corrupt, ports):
     add_corrupt(ports, "bad/img")
     result = train(default_args(epochs=6, lr=3e-3, facets=["sleeve"], **TINY), ports)
     losses = [h["loss"] for h in result.metrics["history"]]
@@ -60,7 +59,7 @@ def test_loss_decreases_and_the_model_is_saved_promoted_and_predicts(ports):
 
 
 def test_a_killed_run_resumes_from_its_last_epoch_and_ends_as_an_uninterrupted_one(
-    ports, tmp_path, monkeypatch
+    add_images, tiny_ports, ports, tmp_path, monkeypatch
 ):
     reference = tiny_ports(tmp_path / "reference")
     add_images(reference, 24)
@@ -118,7 +117,7 @@ def test_each_run_trains_on_the_labels_as_they_are_when_it_starts(ports):
 
 
 def test_a_job_reclaimed_while_training_its_locator_resumes_it_on_the_same_snapshot(
-    ports, monkeypatch
+    ports, add_images, monkeypatch
 ):
     from batch_jobs.locator import train as locator_module
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from cfn_template import actions_of, function_props, role_of, statements_of_roles
 
 from infra.settings import StageSettings
 from shared.env import Settings
@@ -41,8 +40,8 @@ def test_the_stage_defaults_are_the_training_recipe():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("handler", SUBMITTERS)
-def test_submitters_read_the_stage_model_settings(sized, handler):
-    settings = _settings(function_props(sized, handler)["Environment"]["Variables"])
+def test_submitters_read_the_stage_model_settings(cfn, sized, handler):
+    settings = _settings(cfn.function_props(sized, handler)["Environment"]["Variables"])
     assert (settings.image_size, settings.train_batch_size) == (160, 24)
     assert settings.infer_batch_size == 48
     recipe = TrainingRecipe.from_settings(settings)
@@ -50,7 +49,7 @@ def test_submitters_read_the_stage_model_settings(sized, handler):
 
 
 @pytest.mark.slow
-def test_the_train_job_and_ingest_read_the_rest(sized):
+def test_the_train_job_and_ingest_read_the_rest(cfn, sized):
     (train,) = [
         d
         for d in sized.props("AWS::Batch::JobDefinition")
@@ -59,23 +58,23 @@ def test_the_train_job_and_ingest_read_the_rest(sized):
     variables = {e["Name"]: e["Value"] for e in train["ContainerProperties"]["Environment"]}
     settings = _settings(variables)
     assert (settings.image_size, settings.train_batch_size) == (160, 24)
-    ingest = _settings(function_props(sized, SUBMITTERS[0])["Environment"]["Variables"])
+    ingest = _settings(cfn.function_props(sized, SUBMITTERS[0])["Environment"]["Variables"])
     assert ingest.first_train_min_images == 50
 
 
 @pytest.mark.slow
-def test_without_a_first_training_ingest_may_not_submit_training_nor_claim(synth_with):
+def test_without_a_first_training_ingest_may_not_submit_training_nor_claim(cfn, synth_with):
     off = synth_with(**{"dressvision:firstTrainMinImages": "0"})
-    statements = statements_of_roles(off, {role_of(off, SUBMITTERS[0])})
-    submit = [s for s in statements if "batch:SubmitJob" in actions_of(s)]
+    statements = cfn.statements_of_roles(off, {cfn.role_of(off, SUBMITTERS[0])})
+    submit = [s for s in statements if "batch:SubmitJob" in cfn.actions_of(s)]
     assert submit and not any("-train" in json.dumps(s["Resource"]) for s in submit)
     assert FIRST_TRAINING_KEY not in json.dumps(statements)
 
 
-def test_the_default_stack_lets_ingest_claim_the_first_training(synth):
-    statements = statements_of_roles(synth, {role_of(synth, SUBMITTERS[0])})
+def test_the_default_stack_lets_ingest_claim_the_first_training(cfn, synth):
+    statements = cfn.statements_of_roles(synth, {cfn.role_of(synth, SUBMITTERS[0])})
     claim = [s for s in statements if FIRST_TRAINING_KEY in json.dumps(s["Resource"])]
     assert claim
-    actions = {a for s in claim for a in actions_of(s)}
+    actions = {a for s in claim for a in cfn.actions_of(s)}
     # claim (conditional put), release after a failed submission (delete), check (get/head)
     assert {"s3:PutObject", "s3:DeleteObject*", "s3:GetObject*"} <= actions

@@ -24,12 +24,14 @@ def _violations(synth) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("app", ["synth", "mturk", "a2i"])
 def test_aws_solutions_checks_find_no_unacknowledged_error(request, app):
     """With each workforce: the internal one (cdk.json), Mechanical Turk and A2I."""
     assert _violations(request.getfixturevalue(app)) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("app", ["synth", "mturk", "a2i"])
 def test_every_acknowledgement_carries_a_reason(request, app):
     synth = request.getfixturevalue(app)

@@ -6,20 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from cfn_template import (
-    A2I_FLOW_DEFINITION,
-    actions_of,
-    as_list,
-    dead_letter_queue_ids,
-    function_id,
-    function_props,
-    getatt_target,
-    queue_fed_to,
-    queue_policy_statements,
-    role_of,
-    statements_of_roles,
-    write_actions,
-)
 
 from infra.constructs.review_loop import A2I_STATUS_CHANGE, MTURK_PRINCIPAL
 from shared import env, keys
@@ -30,27 +16,27 @@ REVIEW = "lambdas.review.handler"
 COLLECT = "lambdas.collect.handler"
 
 
-def _rules_targeting(synth, logical_id: str) -> list[dict]:
+def _rules_targeting(cfn, synth, logical_id: str) -> list[dict]:
     return [
         rule
         for rule in synth.props("AWS::Events::Rule")
-        if logical_id in {getatt_target(t["Arn"]) for t in rule.get("Targets", [])}
+        if logical_id in {cfn.getatt_target(t["Arn"]) for t in rule.get("Targets", [])}
     ]
 
 
-def _alarmed_queues(synth) -> set[str]:
+def _alarmed_queues(cfn, synth) -> set[str]:
     return {
-        getatt_target(dimension["Value"])
+        cfn.getatt_target(dimension["Value"])
         for alarm in synth.props("AWS::CloudWatch::Alarm")
         for dimension in alarm["Dimensions"]
     }
 
 
-def _on_failure(synth, handler: str) -> dict:
+def _on_failure(cfn, synth, handler: str) -> dict:
     (config,) = [
         c
         for c in synth.props("AWS::Lambda::EventInvokeConfig")
-        if getatt_target(c["FunctionName"]) == function_id(synth, handler)
+        if cfn.getatt_target(c["FunctionName"]) == cfn.function_id(synth, handler)
     ]
     return config
 
@@ -59,95 +45,95 @@ def _allows(statements: list[dict]) -> list[dict]:
     return [s for s in statements if s["Effect"] == "Allow"]
 
 
-def _s3_writes(synth, handler: str) -> set[str]:
+def _s3_writes(cfn, synth, handler: str) -> set[str]:
     """The object patterns `handler`'s role may write, as `${Bucket}/pattern` strings."""
     found = set()
-    for statement in statements_of_roles(synth, {role_of(synth, handler)}):
-        if any(a.startswith("s3:Put") for a in actions_of(statement)):
-            found |= {_render_arn(r) for r in as_list(statement["Resource"])}
+    for statement in cfn.statements_of_roles(synth, {cfn.role_of(synth, handler)}):
+        if any(a.startswith("s3:Put") for a in cfn.actions_of(statement)):
+            found |= {_render_arn(cfn, r) for r in cfn.as_list(statement["Resource"])}
     return found
 
 
-def _render_arn(value) -> str:
+def _render_arn(cfn, value) -> str:
     """`{"Fn::Join": ["", [{"Fn::GetAtt": [Bucket, "Arn"]}, "/key"]]}` as `Bucket/key`."""
     if "Fn::Join" in value:
         _, (head, tail) = value["Fn::Join"]
-        return f"{getatt_target(head)}{tail}"
-    return str(getatt_target(value))
+        return f"{cfn.getatt_target(head)}{tail}"
+    return str(cfn.getatt_target(value))
 
 
-def test_job_state_changes_of_our_queue_invoke_batch_events(synth):
-    batch_events = function_id(synth, BATCH_EVENTS)
-    (rule,) = _rules_targeting(synth, batch_events)
+def test_job_state_changes_of_our_queue_invoke_batch_events(cfn, synth):
+    batch_events = cfn.function_id(synth, BATCH_EVENTS)
+    (rule,) = _rules_targeting(cfn, synth, batch_events)
     (queue_id,) = synth.of_type("AWS::Batch::JobQueue")
     pattern = rule["EventPattern"]
     assert pattern["source"] == ["aws.batch"]
     assert pattern["detail-type"] == ["Batch Job State Change"]
     assert sorted(pattern["detail"]["status"]) == ["FAILED", "SUCCEEDED"]
-    assert [getatt_target(q) for q in pattern["detail"]["jobQueue"]] == [queue_id]
+    assert [cfn.getatt_target(q) for q in pattern["detail"]["jobQueue"]] == [queue_id]
     assert pattern["detail"]["arrayProperties"] == {"index": [{"exists": False}]}
     (target,) = rule["Targets"]
     assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
-    dead_letter = getatt_target(target["DeadLetterConfig"]["Arn"])
+    dead_letter = cfn.getatt_target(target["DeadLetterConfig"]["Arn"])
     # A failed run lands where an undelivered event does, and that queue has an alarm.
-    config = _on_failure(synth, BATCH_EVENTS)
-    assert getatt_target(config["DestinationConfig"]["OnFailure"]["Destination"]) == dead_letter
-    assert dead_letter in _alarmed_queues(synth)
+    config = _on_failure(cfn, synth, BATCH_EVENTS)
+    assert cfn.getatt_target(config["DestinationConfig"]["OnFailure"]["Destination"]) == dead_letter
+    assert dead_letter in _alarmed_queues(cfn, synth)
     (permission,) = [
         p
         for p in synth.props("AWS::Lambda::Permission")
-        if getatt_target(p["FunctionName"]) == batch_events
+        if cfn.getatt_target(p["FunctionName"]) == batch_events
     ]
     assert permission["Principal"] == "events.amazonaws.com"
 
 
-def test_batch_events_sends_to_the_queue_review_consumes(synth):
-    review_queue = queue_fed_to(synth, REVIEW)
-    variables = function_props(synth, BATCH_EVENTS)["Environment"]["Variables"]
-    assert getatt_target(variables[env.REVIEW_QUEUE_URL]) == review_queue
+def test_batch_events_sends_to_the_queue_review_consumes(cfn, synth):
+    review_queue = cfn.queue_fed_to(synth, REVIEW)
+    variables = cfn.function_props(synth, BATCH_EVENTS)["Environment"]["Variables"]
+    assert cfn.getatt_target(variables[env.REVIEW_QUEUE_URL]) == review_queue
     senders = {
         handler
         for handler in (BATCH_EVENTS, REVIEW, COLLECT, "lambdas.ingest.handler")
-        for s in statements_of_roles(synth, {role_of(synth, handler)})
-        if "sqs:SendMessage" in actions_of(s)
-        and review_queue in {getatt_target(r) for r in as_list(s["Resource"])}
+        for s in cfn.statements_of_roles(synth, {cfn.role_of(synth, handler)})
+        if "sqs:SendMessage" in cfn.actions_of(s)
+        and review_queue in {cfn.getatt_target(r) for r in cfn.as_list(s["Resource"])}
     }
     assert senders == {BATCH_EVENTS}
     mapping = next(
         m
         for m in synth.props("AWS::Lambda::EventSourceMapping")
-        if getatt_target(m["EventSourceArn"]) == review_queue
+        if cfn.getatt_target(m["EventSourceArn"]) == review_queue
     )
     assert mapping["BatchSize"] == 1
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
-def test_collect_runs_one_pass_at_a_time_on_answers_and_a_schedule(synth):
-    collect = function_props(synth, COLLECT)
+def test_collect_runs_one_pass_at_a_time_on_answers_and_a_schedule(cfn, synth):
+    collect = cfn.function_props(synth, COLLECT)
     assert collect["ReservedConcurrentExecutions"] == 1
-    answers = queue_fed_to(synth, COLLECT)
-    assert answers != queue_fed_to(synth, REVIEW)
-    (schedule,) = _rules_targeting(synth, function_id(synth, COLLECT))
+    answers = cfn.queue_fed_to(synth, COLLECT)
+    assert answers != cfn.queue_fed_to(synth, REVIEW)
+    (schedule,) = _rules_targeting(cfn, synth, cfn.function_id(synth, COLLECT))
     assert schedule["ScheduleExpression"] == "rate(15 minutes)"
     (target,) = schedule["Targets"]
-    dead_letter = getatt_target(target["DeadLetterConfig"]["Arn"])
-    assert dead_letter in _alarmed_queues(synth)
-    config = _on_failure(synth, COLLECT)
+    dead_letter = cfn.getatt_target(target["DeadLetterConfig"]["Arn"])
+    assert dead_letter in _alarmed_queues(cfn, synth)
+    config = _on_failure(cfn, synth, COLLECT)
     assert config["MaximumEventAgeInSeconds"] <= 15 * 60  # the next pass replaces it
-    for logical_id in (answers, queue_fed_to(synth, REVIEW)):
+    for logical_id in (answers, cfn.queue_fed_to(synth, REVIEW)):
         redrive = synth.resources[logical_id]["Properties"]["RedrivePolicy"]
-        assert getatt_target(redrive["deadLetterTargetArn"]) in _alarmed_queues(synth)
+        assert cfn.getatt_target(redrive["deadLetterTargetArn"]) in _alarmed_queues(cfn, synth)
 
 
 @pytest.mark.slow
-def test_the_collect_schedule_is_a_setting(synth_with):
+def test_the_collect_schedule_is_a_setting(cfn, synth_with):
     other = synth_with(**{"dressvision:collectEveryMinutes": "60"})
-    (schedule,) = _rules_targeting(other, function_id(other, COLLECT))
+    (schedule,) = _rules_targeting(cfn, other, cfn.function_id(other, COLLECT))
     assert schedule["ScheduleExpression"] == "rate(1 hour)"
 
 
-def test_with_the_internal_workforce_nobody_may_send_answers(synth):
-    statements = queue_policy_statements(synth, queue_fed_to(synth, COLLECT))
+def test_with_the_internal_workforce_nobody_may_send_answers(cfn, synth):
+    statements = cfn.queue_policy_statements(synth, cfn.queue_fed_to(synth, COLLECT))
     assert statements and _allows(statements) == []
     assert not [
         r
@@ -156,46 +142,48 @@ def test_with_the_internal_workforce_nobody_may_send_answers(synth):
     ]
 
 
-def test_the_mturk_answers_queue_lets_only_mturk_send(mturk):
-    answers = queue_fed_to(mturk, COLLECT)
-    (allow,) = _allows(queue_policy_statements(mturk, answers))
+def test_the_mturk_answers_queue_lets_only_mturk_send(cfn, mturk):
+    answers = cfn.queue_fed_to(mturk, COLLECT)
+    (allow,) = _allows(cfn.queue_policy_statements(mturk, answers))
     assert allow["Principal"] == {"Service": MTURK_PRINCIPAL}
     assert allow["Action"] == "sqs:SendMessage"
-    assert getatt_target(allow["Resource"]) == answers
+    assert cfn.getatt_target(allow["Resource"]) == answers
     assert allow["Condition"] == {"Bool": {"aws:SecureTransport": "true"}}
     # MTurk's notification destination is the queue URL; only review registers it.
-    variables = function_props(mturk, REVIEW)["Environment"]["Variables"]
-    assert getatt_target(variables[env.MTURK_NOTIFICATION_QUEUE_URL]) == answers
+    variables = cfn.function_props(mturk, REVIEW)["Environment"]["Variables"]
+    assert cfn.getatt_target(variables[env.MTURK_NOTIFICATION_QUEUE_URL]) == answers
     assert variables[env.WORKFORCE] == "mturk"
 
 
-def test_a2i_status_changes_of_our_flow_reach_the_answers_queue_and_nothing_else(a2i):
-    answers = queue_fed_to(a2i, COLLECT)
+def test_a2i_status_changes_of_our_flow_reach_the_answers_queue_and_nothing_else(
+    cfn, a2i_flow_definition, a2i
+):
+    answers = cfn.queue_fed_to(a2i, COLLECT)
     (rule_id,) = [
         k
         for k, r in a2i.of_type("AWS::Events::Rule").items()
-        if answers in {getatt_target(t["Arn"]) for t in r["Properties"].get("Targets", [])}
+        if answers in {cfn.getatt_target(t["Arn"]) for t in r["Properties"].get("Targets", [])}
     ]
     rule = a2i.resources[rule_id]["Properties"]
     assert rule["EventPattern"] == {
         "source": ["aws.sagemaker"],
         "detail-type": [A2I_STATUS_CHANGE],
-        "detail": {"flowDefinitionArn": [A2I_FLOW_DEFINITION]},
+        "detail": {"flowDefinitionArn": [a2i_flow_definition]},
     }
     (target,) = rule["Targets"]
-    assert getatt_target(target["DeadLetterConfig"]["Arn"]) in _alarmed_queues(a2i)
-    (allow,) = _allows(queue_policy_statements(a2i, answers))
+    assert cfn.getatt_target(target["DeadLetterConfig"]["Arn"]) in _alarmed_queues(cfn, a2i)
+    (allow,) = _allows(cfn.queue_policy_statements(a2i, answers))
     assert allow["Principal"] == {"Service": "events.amazonaws.com"}
-    assert "sqs:SendMessage" in actions_of(allow)
-    assert getatt_target(allow["Condition"]["ArnEquals"]["aws:SourceArn"]) == rule_id
+    assert "sqs:SendMessage" in cfn.actions_of(allow)
+    assert cfn.getatt_target(allow["Condition"]["ArnEquals"]["aws:SourceArn"]) == rule_id
 
 
-def test_the_workforce_api_is_granted_only_with_that_workforce(synth, mturk, a2i):
+def test_the_workforce_api_is_granted_only_with_that_workforce(cfn, synth, mturk, a2i):
     def services(app, handler):
         return {
             a.split(":")[0]
-            for s in statements_of_roles(app, {role_of(app, handler)})
-            for a in actions_of(s)
+            for s in cfn.statements_of_roles(app, {cfn.role_of(app, handler)})
+            for a in cfn.actions_of(s)
         }
 
     for handler in (REVIEW, COLLECT, BATCH_EVENTS):
@@ -205,7 +193,7 @@ def test_the_workforce_api_is_granted_only_with_that_workforce(synth, mturk, a2i
     assert "mechanicalturk" in services(mturk, REVIEW) & services(mturk, COLLECT)
 
 
-def test_each_lambda_calls_only_the_mturk_actions_its_handler_uses(mturk):
+def test_each_lambda_calls_only_the_mturk_actions_its_handler_uses(cfn, mturk):
     expected = {
         REVIEW: {
             "CreateHITType",
@@ -226,14 +214,14 @@ def test_each_lambda_calls_only_the_mturk_actions_its_handler_uses(mturk):
     for handler, actions in expected.items():
         granted = {
             a.removeprefix("mechanicalturk:")
-            for s in statements_of_roles(mturk, {role_of(mturk, handler)})
-            for a in actions_of(s)
+            for s in cfn.statements_of_roles(mturk, {cfn.role_of(mturk, handler)})
+            for a in cfn.actions_of(s)
             if a.startswith("mechanicalturk:")
         }
         assert granted == actions, handler
 
 
-def test_each_loop_lambda_writes_only_its_tables(synth):
+def test_each_loop_lambda_writes_only_its_tables(cfn, synth):
     by_keys = {
         (keys.LABELS_PARTITION_KEY, keys.LABELS_SORT_KEY): "labels",
         (keys.PREDICTIONS_PARTITION_KEY, keys.PREDICTIONS_SORT_KEY): "predictions",
@@ -246,63 +234,68 @@ def test_each_loop_lambda_writes_only_its_tables(synth):
     expected = {BATCH_EVENTS: set(), REVIEW: {"tasks"}, COLLECT: {"tasks", "labels"}}
     for handler, names in expected.items():
         written = {
-            tables[getatt_target(r)]
-            for s in statements_of_roles(synth, {role_of(synth, handler)})
-            if "dynamodb:PutItem" in actions_of(s)
-            for r in as_list(s["Resource"])
-            if getatt_target(r) in tables
+            tables[cfn.getatt_target(r)]
+            for s in cfn.statements_of_roles(synth, {cfn.role_of(synth, handler)})
+            if "dynamodb:PutItem" in cfn.actions_of(s)
+            for r in cfn.as_list(s["Resource"])
+            if cfn.getatt_target(r) in tables
         }
         assert written == names, handler
 
 
-def test_a2i_loops_start_only_on_our_flow_definition(a2i):
+def test_a2i_loops_start_only_on_our_flow_definition(cfn, a2i_flow_definition, a2i):
     account_region = "arn:aws:sagemaker:us-east-1:123456789012"
     for handler, expected in [
-        (REVIEW, {"sagemaker:StartHumanLoop": [A2I_FLOW_DEFINITION]}),
+        (REVIEW, {"sagemaker:StartHumanLoop": [a2i_flow_definition]}),
         (
             COLLECT,
             {
-                "sagemaker:StartHumanLoop": [A2I_FLOW_DEFINITION],
+                "sagemaker:StartHumanLoop": [a2i_flow_definition],
                 "sagemaker:DescribeHumanLoop": [f"{account_region}:human-loop/*"],
             },
         ),
     ]:
         granted = {
-            action: as_list(s["Resource"])
-            for s in statements_of_roles(a2i, {role_of(a2i, handler)})
-            for action in actions_of(s)
+            action: cfn.as_list(s["Resource"])
+            for s in cfn.statements_of_roles(a2i, {cfn.role_of(a2i, handler)})
+            for action in cfn.actions_of(s)
             if action.startswith("sagemaker:")
         }
         assert granted == expected, handler
-    reads = json.dumps(statements_of_roles(a2i, {role_of(a2i, COLLECT)}))
+    reads = json.dumps(cfn.statements_of_roles(a2i, {cfn.role_of(a2i, COLLECT)}))
     assert "/a2i/*" in reads  # the flow definition's output
 
 
-def test_each_loop_lambda_writes_only_its_own_keys(synth):
+def test_each_loop_lambda_writes_only_its_own_keys(cfn, synth):
     (artifacts,) = [
         k
         for k, b in synth.of_type("AWS::S3::Bucket").items()
         if b["Properties"].get("VersioningConfiguration")
     ]
-    assert _s3_writes(synth, BATCH_EVENTS) == {
+    assert _s3_writes(cfn, synth, BATCH_EVENTS) == {
         f"{artifacts}/manifests/infer/*",
         f"{artifacts}/jobs/failed/*",
         f"{artifacts}/models/*/reinfer.json",
     }
-    assert _s3_writes(synth, COLLECT) == {f"{artifacts}/loop/train-requested.json"}
-    assert _s3_writes(synth, REVIEW) == set()
+    assert _s3_writes(cfn, synth, COLLECT) == {f"{artifacts}/loop/train-requested.json"}
+    assert _s3_writes(cfn, synth, REVIEW) == set()
     for handler in (BATCH_EVENTS, REVIEW, COLLECT):
-        for statement in statements_of_roles(synth, {role_of(synth, handler)}):
-            assert not [a for a in write_actions(statement) if a.startswith("s3:Delete")], handler
+        for statement in cfn.statements_of_roles(synth, {cfn.role_of(synth, handler)}):
+            assert not [a for a in cfn.write_actions(statement) if a.startswith("s3:Delete")], (
+                handler
+            )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("handler", [BATCH_EVENTS, REVIEW, COLLECT])
 @pytest.mark.parametrize("app", ["synth", "mturk", "a2i"])
-def test_each_loop_lambda_gets_settings_its_handler_accepts(request, app, handler):
+def test_each_loop_lambda_gets_settings_its_handler_accepts(
+    cfn, a2i_flow_definition, request, app, handler
+):
     """The environment reads back as `shared.env.Settings` with the stage's values (resource
     references replaced by placeholders), so a deployed handler starts."""
     template = request.getfixturevalue(app)
-    variables = function_props(template, handler)["Environment"]["Variables"]
+    variables = cfn.function_props(template, handler)["Environment"]["Variables"]
     plain = {k: v if isinstance(v, str) else f"<{k}>" for k, v in variables.items()}
     settings = Settings.from_env(plain)
     assert settings.backend == "aws" and settings.job_queue == f"<{env.JOB_QUEUE}>"
@@ -313,12 +306,12 @@ def test_each_loop_lambda_gets_settings_its_handler_accepts(request, app, handle
     assert str(settings.mturk_budget_usd) == "50.0" and settings.mturk_production is False
     assert settings.retrain_threshold == 100 and settings.max_assignments == 3
     if app == "a2i":
-        assert settings.a2i_flow_definition_arn == A2I_FLOW_DEFINITION
+        assert settings.a2i_flow_definition_arn == a2i_flow_definition
 
 
-def test_every_queue_of_every_workforce_has_a_dead_letter_queue(synth, mturk, a2i):
+def test_every_queue_of_every_workforce_has_a_dead_letter_queue(cfn, synth, mturk, a2i):
     for app in (synth, mturk, a2i):
-        dead_letters = dead_letter_queue_ids(app)
+        dead_letters = cfn.dead_letter_queue_ids(app)
         for logical_id, queue in app.of_type("AWS::SQS::Queue").items():
             assert logical_id in dead_letters or "RedrivePolicy" in queue["Properties"]
-        assert dead_letters == _alarmed_queues(app)
+        assert dead_letters == _alarmed_queues(cfn, app)

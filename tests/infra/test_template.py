@@ -7,21 +7,6 @@ import json
 
 import pytest
 from aws_cdk.assertions import Match, Template
-from cfn_template import (
-    acknowledgements_of_role,
-    actions_of,
-    as_list,
-    dead_letter_queue_ids,
-    event_source_of,
-    function_props,
-    getatt_target,
-    queue_fed_to,
-    render,
-    role_of,
-    roles_assumed_by,
-    statements_of_roles,
-    write_actions,
-)
 
 from infra.grants import MTURK_ACTIONS, MTURK_REASON
 from shared import env, keys
@@ -42,12 +27,12 @@ CONTRACT_NAMES = {
 }
 
 
-def _ingest_queue_id(synth) -> str:
-    return queue_fed_to(synth, "lambdas.ingest.handler")
+def _ingest_queue_id(cfn, synth) -> str:
+    return cfn.queue_fed_to(synth, "lambdas.ingest.handler")
 
 
-def test_catalog_uploads_notify_the_queue_the_ingest_lambda_consumes(synth):
-    queue_id = _ingest_queue_id(synth)
+def test_catalog_uploads_notify_the_queue_the_ingest_lambda_consumes(cfn, synth):
+    queue_id = _ingest_queue_id(cfn, synth)
     configured = [
         (bucket_id, config)
         for bucket_id, bucket in synth.of_type("AWS::S3::Bucket").items()
@@ -57,7 +42,7 @@ def test_catalog_uploads_notify_the_queue_the_ingest_lambda_consumes(synth):
     ]
     assert len(configured) == 1
     bucket_id, config = configured[0]
-    assert getatt_target(config["Queue"]) == queue_id
+    assert cfn.getatt_target(config["Queue"]) == queue_id
     assert config["Event"] == "s3:ObjectCreated:*"
     assert config["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": CATALOG_PREFIX}]
     # S3 may send only from that bucket, and the bucket waits for that permission.
@@ -69,14 +54,16 @@ def test_catalog_uploads_notify_the_queue_the_ingest_lambda_consumes(synth):
         if s.get("Principal") == {"Service": "s3.amazonaws.com"}
     )
     assert statement["Action"] == "sqs:SendMessage"
-    assert getatt_target(statement["Resource"]) == queue_id
-    source_arn = render(statement["Condition"]["ArnEquals"]["aws:SourceArn"])
-    assert source_arn == "arn:${AWS::Partition}:s3:::" + render(bucket["Properties"]["BucketName"])
+    assert cfn.getatt_target(statement["Resource"]) == queue_id
+    source_arn = cfn.render(statement["Condition"]["ArnEquals"]["aws:SourceArn"])
+    assert source_arn == "arn:${AWS::Partition}:s3:::" + cfn.render(
+        bucket["Properties"]["BucketName"]
+    )
 
 
-def test_every_queue_but_a_dead_letter_queue_has_a_redrive_policy(synth):
+def test_every_queue_but_a_dead_letter_queue_has_a_redrive_policy(cfn, synth):
     queues = synth.of_type("AWS::SQS::Queue")
-    dead_letter_ids = dead_letter_queue_ids(synth)
+    dead_letter_ids = cfn.dead_letter_queue_ids(synth)
     assert len(dead_letter_ids) == 4, "ingest, review, answers, batch_events"
     for logical_id, queue in queues.items():
         props = queue["Properties"]
@@ -87,9 +74,9 @@ def test_every_queue_but_a_dead_letter_queue_has_a_redrive_policy(synth):
             assert 1 <= props["RedrivePolicy"]["maxReceiveCount"] <= 5, logical_id
 
 
-def test_every_queue_refuses_plain_http(synth):
+def test_every_queue_refuses_plain_http(cfn, synth):
     denied = {
-        getatt_target(s["Resource"])
+        cfn.getatt_target(s["Resource"])
         for policy in synth.props("AWS::SQS::QueuePolicy")
         for s in policy["PolicyDocument"]["Statement"]
         if s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -100,10 +87,10 @@ def test_every_queue_refuses_plain_http(synth):
 @pytest.mark.parametrize(
     "handler", ["lambdas.ingest.handler", "lambdas.review.handler", "lambdas.collect.handler"]
 )
-def test_queues_outlast_six_lambda_timeouts_and_report_partial_failures(synth, handler):
-    function = function_props(synth, handler)
-    mapping = event_source_of(synth, handler)
-    queue = synth.resources[queue_fed_to(synth, handler)]["Properties"]
+def test_queues_outlast_six_lambda_timeouts_and_report_partial_failures(cfn, synth, handler):
+    function = cfn.function_props(synth, handler)
+    mapping = cfn.event_source_of(synth, handler)
+    queue = synth.resources[cfn.queue_fed_to(synth, handler)]["Properties"]
     assert queue["VisibilityTimeout"] >= 6 * function["Timeout"] + mapping.get(
         "MaximumBatchingWindowInSeconds", 0
     )
@@ -111,13 +98,13 @@ def test_queues_outlast_six_lambda_timeouts_and_report_partial_failures(synth, h
     assert mapping["ScalingConfig"]["MaximumConcurrency"] >= 2
 
 
-def test_ingest_gathers_batches(synth):
-    mapping = event_source_of(synth, "lambdas.ingest.handler")
+def test_ingest_gathers_batches(cfn, synth):
+    mapping = cfn.event_source_of(synth, "lambdas.ingest.handler")
     assert mapping["BatchSize"] > 10 and mapping["MaximumBatchingWindowInSeconds"] >= 1
 
 
-def test_ingest_lambda_runs_our_handler_with_the_layer_and_the_env_contract(synth):
-    function = function_props(synth, "lambdas.ingest.handler")
+def test_ingest_lambda_runs_our_handler_with_the_layer_and_the_env_contract(cfn, synth):
+    function = cfn.function_props(synth, "lambdas.ingest.handler")
     assert function["Runtime"] == "python3.12"
     assert function["Architectures"] == ["arm64"]
     assert len(function["Layers"]) == 1
@@ -134,34 +121,34 @@ def test_every_lambda_is_ours_and_no_custom_resource_hides_another(synth):
     assert not [r for r in synth.resources.values() if r["Type"].startswith("Custom::")]
 
 
-def test_no_lambda_role_writes_to_every_resource(synth):
-    lambda_roles = roles_assumed_by(synth, "lambda.amazonaws.com")
+def test_no_lambda_role_writes_to_every_resource(cfn, synth):
+    lambda_roles = cfn.roles_assumed_by(synth, "lambda.amazonaws.com")
     assert len(lambda_roles) == 4
-    for statement in statements_of_roles(synth, lambda_roles):
-        if "*" in as_list(statement["Resource"]):
-            writes = write_actions(statement)
+    for statement in cfn.statements_of_roles(synth, lambda_roles):
+        if "*" in cfn.as_list(statement["Resource"]):
+            writes = cfn.write_actions(statement)
             assert not writes, f"{writes} on Resource '*'"
 
 
-def test_only_the_documented_mturk_actions_have_every_resource(mturk):
+def test_only_the_documented_mturk_actions_have_every_resource(cfn, mturk):
     """MTurk has no resource-level permissions: its actions, named one by one, are the only
     writes on Resource '*', and each role that has them says why (cdk-nag)."""
-    lambda_roles = roles_assumed_by(mturk, "lambda.amazonaws.com")
+    lambda_roles = cfn.roles_assumed_by(mturk, "lambda.amazonaws.com")
     seen = set()
     for role in lambda_roles:
-        for statement in statements_of_roles(mturk, {role}):
-            if "*" not in as_list(statement["Resource"]):
+        for statement in cfn.statements_of_roles(mturk, {role}):
+            if "*" not in cfn.as_list(statement["Resource"]):
                 continue
-            writes = write_actions(statement)
+            writes = cfn.write_actions(statement)
             assert set(writes) <= {f"mechanicalturk:{a}" for a in MTURK_ACTIONS}, writes
-            assert not [a for a in actions_of(statement) if "*" in a]
-            seen.update(actions_of(statement))
-            acknowledged = acknowledgements_of_role(mturk, role)
+            assert not [a for a in cfn.actions_of(statement) if "*" in a]
+            seen.update(cfn.actions_of(statement))
+            acknowledged = cfn.acknowledgements_of_role(mturk, role)
             assert acknowledged["AwsSolutions-IAM5[Resource::*]"] == MTURK_REASON
     assert seen == {f"mechanicalturk:{a}" for a in MTURK_ACTIONS}
 
 
-def test_lambdas_submit_only_their_job_to_our_queue(synth):
+def test_lambdas_submit_only_their_job_to_our_queue(cfn, synth):
     """ingest and batch_events submit inference, collect training, ingest also a fresh
     stack's first training; nobody else submits."""
     (queue_id,) = synth.of_type("AWS::Batch::JobQueue")
@@ -175,23 +162,23 @@ def test_lambdas_submit_only_their_job_to_our_queue(synth):
     for handler, jobs in expected.items():
         submit = [
             s
-            for s in statements_of_roles(synth, {role_of(synth, handler)})
-            if "batch:SubmitJob" in actions_of(s)
+            for s in cfn.statements_of_roles(synth, {cfn.role_of(synth, handler)})
+            if "batch:SubmitJob" in cfn.actions_of(s)
         ]
         if jobs is None:
             assert submit == [], handler
             continue
-        assert len(submit) == 1 and actions_of(submit[0]) == ["batch:SubmitJob"], handler
-        resources = as_list(submit[0]["Resource"])
+        assert len(submit) == 1 and cfn.actions_of(submit[0]) == ["batch:SubmitJob"], handler
+        resources = cfn.as_list(submit[0]["Resource"])
         assert "*" not in resources
-        assert queue_id in {getatt_target(r) for r in resources}
-        arns = [json.dumps(r) for r in resources if getatt_target(r) is None]
+        assert queue_id in {cfn.getatt_target(r) for r in resources}
+        arns = [json.dumps(r) for r in resources if cfn.getatt_target(r) is None]
         allowed = {n for n in names if n.endswith(tuple(f"-{job}" for job in jobs))}
         assert {n for n in names if any(f"job-definition/{n}" in arn for arn in arns)} == allowed
         assert all(any(f"job-definition/{n}" in arn for n in allowed) for arn in arns), handler
 
 
-def test_buckets_are_private_encrypted_and_ssl_only(synth):
+def test_buckets_are_private_encrypted_and_ssl_only(cfn, synth):
     buckets = synth.of_type("AWS::S3::Bucket")
     assert len(buckets) >= 3
     for bucket in buckets.values():
@@ -205,7 +192,7 @@ def test_buckets_are_private_encrypted_and_ssl_only(synth):
         assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
         assert bucket["DeletionPolicy"] == "Retain"
     ssl_only = {
-        getatt_target(policy["Bucket"])
+        cfn.getatt_target(policy["Bucket"])
         for policy in synth.props("AWS::S3::BucketPolicy")
         for s in policy["PolicyDocument"]["Statement"]
         if s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -279,7 +266,7 @@ def test_tables_match_the_adapter_schema_and_keep_their_data(synth):
     )
 
 
-def test_compute_environments_scale_gpu_instances_from_zero_spot_first(synth):
+def test_compute_environments_scale_gpu_instances_from_zero_spot_first(cfn, synth):
     environments = synth.of_type("AWS::Batch::ComputeEnvironment")
     assert len(environments) == 2
     by_type = {}
@@ -293,7 +280,8 @@ def test_compute_environments_scale_gpu_instances_from_zero_spot_first(synth):
     assert by_type["SPOT"][1]["AllocationStrategy"] == "SPOT_PRICE_CAPACITY_OPTIMIZED"
     (queue,) = synth.props("AWS::Batch::JobQueue")
     order = {
-        getatt_target(e["ComputeEnvironment"]): e["Order"] for e in queue["ComputeEnvironmentOrder"]
+        cfn.getatt_target(e["ComputeEnvironment"]): e["Order"]
+        for e in queue["ComputeEnvironmentOrder"]
     }
     assert order[by_type["SPOT"][0]] < order[by_type["EC2"][0]]
 
@@ -322,19 +310,19 @@ def test_job_definitions_ask_for_a_gpu_and_retry_only_lost_spot_hosts(synth):
         assert environment[own] == definition["JobDefinitionName"]
 
 
-def test_job_roles_never_write_the_catalog(synth):
+def test_job_roles_never_write_the_catalog(cfn, synth):
     catalog_id = next(
         logical_id
         for logical_id, b in synth.of_type("AWS::S3::Bucket").items()
         if "NotificationConfiguration" in b["Properties"]
     )
-    roles = roles_assumed_by(synth, "ecs-tasks.amazonaws.com") | roles_assumed_by(
+    roles = cfn.roles_assumed_by(synth, "ecs-tasks.amazonaws.com") | cfn.roles_assumed_by(
         synth, "lambda.amazonaws.com"
     )
-    for statement in statements_of_roles(synth, roles):
+    for statement in cfn.statements_of_roles(synth, roles):
         targets = json.dumps(statement["Resource"])
         if catalog_id in targets:
-            actions = as_list(statement["Action"])
+            actions = cfn.as_list(statement["Action"])
             assert not [a for a in actions if a.startswith(("s3:Put", "s3:Delete"))], actions
 
 
@@ -346,23 +334,23 @@ def test_network_has_gateway_endpoints_and_no_nat(synth):
     assert not synth.of_type("AWS::EC2::NatGateway")
 
 
-def test_dead_letters_and_failed_jobs_reach_the_encrypted_alarm_topic(synth):
+def test_dead_letters_and_failed_jobs_reach_the_encrypted_alarm_topic(cfn, synth):
     (topic_id,) = synth.of_type("AWS::SNS::Topic")
     assert "KmsMasterKeyId" in synth.resources[topic_id]["Properties"]
     alarmed = set()
     for alarm in synth.props("AWS::CloudWatch::Alarm"):
         assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
         assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
-        assert [getatt_target(a) for a in alarm["AlarmActions"]] == [topic_id]
+        assert [cfn.getatt_target(a) for a in alarm["AlarmActions"]] == [topic_id]
         (queue_dimension,) = alarm["Dimensions"]
-        alarmed.add(getatt_target(queue_dimension["Value"]))
-    assert alarmed == dead_letter_queue_ids(synth)
-    ingest_queue = synth.resources[_ingest_queue_id(synth)]["Properties"]
-    assert getatt_target(ingest_queue["RedrivePolicy"]["deadLetterTargetArn"]) in alarmed
+        alarmed.add(cfn.getatt_target(queue_dimension["Value"]))
+    assert alarmed == cfn.dead_letter_queue_ids(synth)
+    ingest_queue = synth.resources[_ingest_queue_id(cfn, synth)]["Properties"]
+    assert cfn.getatt_target(ingest_queue["RedrivePolicy"]["deadLetterTargetArn"]) in alarmed
     (rule,) = [
         r
         for r in synth.props("AWS::Events::Rule")
-        if [getatt_target(t["Arn"]) for t in r["Targets"]] == [topic_id]
+        if [cfn.getatt_target(t["Arn"]) for t in r["Targets"]] == [topic_id]
     ]
     assert rule["EventPattern"]["detail"]["status"] == ["FAILED"]
     assert rule["EventPattern"]["detail-type"] == ["Batch Job State Change"]

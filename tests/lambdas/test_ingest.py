@@ -14,11 +14,11 @@ from shared.backends import build_ports
 from shared.catalog import CatalogEntry
 from shared.env import Settings
 from shared.errors import JobSubmissionError
+from shared.ids import assign_split
 from shared.keys import current_model_key
 from shared.messages import JobRequest
 from shared.ports import JobRunner
 from shared.records import FacetPrediction, ImageStatus, LabelSource, PredictionRecord
-from tests.conftest import load_event
 
 
 class RecordingJobRunner(JobRunner):
@@ -60,7 +60,7 @@ def promote_model(ports, version="v1"):
     ports.artifacts.put(current_model_key("facets"), json.dumps({"version": version}).encode())
 
 
-def test_s3_test_events_are_skipped(ports):
+def test_s3_test_events_are_skipped(ports, load_event):
     response = ingest.handle_sqs_batch(load_event("s3_test_event_via_sqs.json"), ports)
     assert response == {"batchItemFailures": []}
     assert list(ports.labels.scan()) == []
@@ -74,7 +74,9 @@ def test_url_encoded_keys_are_decoded_and_images_registered(ports, make_jpeg):
     assert record.status == ImageStatus.OK
     assert (record.width, record.height) == (40, 60)
     assert record.object_key == "catalog/p 1/summer dress (1).jpg"
-    assert record.split in ("train", "test")
+    assert record.split == assign_split(
+        "p-1", ports.settings.test_fraction, ports.settings.split_salt
+    )  # the product's split: every photo of it lands on the same side
 
 
 def test_catalog_labels_travel_with_the_upload(ports, make_jpeg):

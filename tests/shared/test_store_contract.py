@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import boto3
 import pytest
@@ -35,39 +34,8 @@ class Backend:
     predictions: Callable[[], PredictionStore]
 
 
-class AtomicCalls:
-    """A boto3 client whose calls run one at a time.
-
-    moto applies a conditional write in several Python steps without a lock; DynamoDB applies it
-    atomically. Serializing calls gives moto the service's atomicity, so the concurrency tests
-    check our optimistic locking, not moto's thread safety.
-    """
-
-    def __init__(self, client: Any):
-        self._client = client
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if name in ("get_paginator", "get_waiter") or not callable(attr):
-            return attr
-
-        def locked(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return attr(*args, **kwargs)
-
-        return locked
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(name, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-
-
 @pytest.fixture(params=["sqlite", "dynamodb"])
-def backend(request, tmp_path, monkeypatch, aws_env) -> Iterator[Backend]:
+def backend(atomic_calls, request, tmp_path, monkeypatch, aws_env) -> Iterator[Backend]:
     monkeypatch.setattr(sqlite, "PAGE_SIZE", 2)
     monkeypatch.setattr(dynamodb, "PAGE_SIZE", 2)
     if request.param == "sqlite":
@@ -75,25 +43,12 @@ def backend(request, tmp_path, monkeypatch, aws_env) -> Iterator[Backend]:
         yield Backend(lambda: SqliteLabelStore(db), lambda: SqlitePredictionStore(db))
         return
     with mock_aws():
-        client = AtomicCalls(boto3.client("dynamodb"))
+        client = atomic_calls(boto3.client("dynamodb"))
         create_tables(client, "Labels", "Predictions")
         yield Backend(
             lambda: DynamoDBLabelStore("Labels", client=client),
             lambda: DynamoDBPredictionStore("Predictions", client=client),
         )
-
-
-def catalog_record(image_id: str = IMAGE, **changes: Any) -> LabelRecord:
-    """An upload as the ingest handler builds it: catalog labels, no version yet."""
-    fields: dict[str, Any] = {
-        "image_id": image_id,
-        "product_id": image_id.split("/")[0],
-        "object_key": f"catalog/{image_id}.jpg",
-        "split": "train",
-        "facets": {"silhouette": "a-line", "neckline": "v-neck", "sleeve": None},
-        "bbox": (1.5, 2.0, 30.25, 40.0),
-    }
-    return LabelRecord(**{**fields, **changes})
 
 
 def change(event) -> tuple:
@@ -103,7 +58,9 @@ def change(event) -> tuple:
 # --- registration -------------------------------------------------------------------------
 
 
-def test_register_new_image_creates_version_1_with_an_event_per_known_facet(backend):
+def test_register_new_image_creates_version_1_with_an_event_per_known_facet(
+    catalog_record, backend
+):
     labels = backend.labels()
     outcome, stored = labels.register(catalog_record())
 
@@ -116,7 +73,7 @@ def test_register_new_image_creates_version_1_with_an_event_per_known_facet(back
     ]
 
 
-def test_register_identical_upload_again_is_unchanged_and_writes_nothing(backend):
+def test_register_identical_upload_again_is_unchanged_and_writes_nothing(catalog_record, backend):
     labels = backend.labels()
     _, first = labels.register(catalog_record())
 
@@ -128,7 +85,7 @@ def test_register_identical_upload_again_is_unchanged_and_writes_nothing(backend
     assert len(labels.events(IMAGE)) == 2
 
 
-def test_register_changed_catalog_label_updates_and_records_an_event(backend):
+def test_register_changed_catalog_label_updates_and_records_an_event(catalog_record, backend):
     labels = backend.labels()
     labels.register(catalog_record())
 
@@ -143,7 +100,7 @@ def test_register_changed_catalog_label_updates_and_records_an_event(backend):
     assert change(labels.events(IMAGE)[-1]) == ("silhouette", "a-line", "sheath", CATALOG, 2)
 
 
-def test_register_never_changes_the_split_nor_a_label_set_by_people(backend):
+def test_register_never_changes_the_split_nor_a_label_set_by_people(catalog_record, backend):
     labels = backend.labels()
     _, original = labels.register(catalog_record())
     labels.update_label(IMAGE, "neckline", "crew", source=STAFF, expected_version=1)
@@ -176,7 +133,7 @@ def first_get_returns(store: LabelStore, stale: LabelRecord | None, monkeypatch)
 
 
 def test_register_of_a_new_image_that_appears_meanwhile_merges_instead_of_overwriting(
-    backend, monkeypatch
+    catalog_record, backend, monkeypatch
 ):
     labels, uploader = backend.labels(), backend.labels()
     _, first = labels.register(catalog_record())
@@ -190,7 +147,9 @@ def test_register_of_a_new_image_that_appears_meanwhile_merges_instead_of_overwr
     assert len(labels.events(IMAGE)) == 2  # no duplicated registration events
 
 
-def test_register_from_a_stale_read_keeps_a_concurrent_staff_label(backend, monkeypatch):
+def test_register_from_a_stale_read_keeps_a_concurrent_staff_label(
+    catalog_record, backend, monkeypatch
+):
     labels, uploader = backend.labels(), backend.labels()
     _, version_1 = labels.register(catalog_record())
     first_get_returns(uploader, version_1, monkeypatch)  # the upload read before the relabel
@@ -210,7 +169,9 @@ def test_register_from_a_stale_read_keeps_a_concurrent_staff_label(backend, monk
 # --- label updates ------------------------------------------------------------------------
 
 
-def test_update_label_at_the_current_version_writes_a_new_version_and_its_event(backend):
+def test_update_label_at_the_current_version_writes_a_new_version_and_its_event(
+    catalog_record, backend
+):
     labels = backend.labels()
     labels.register(catalog_record())
     evidence = {"votes": {"crew": 3, "boat": 1}, "task_id": "t-1"}
@@ -228,7 +189,7 @@ def test_update_label_at_the_current_version_writes_a_new_version_and_its_event(
     assert event.evidence == evidence
 
 
-def test_update_label_at_a_stale_version_conflicts_and_writes_nothing(backend):
+def test_update_label_at_a_stale_version_conflicts_and_writes_nothing(catalog_record, backend):
     labels = backend.labels()
     labels.register(catalog_record())
     current = labels.update_label(IMAGE, "neckline", "crew", source=STAFF, expected_version=1)
@@ -247,7 +208,7 @@ def test_update_label_of_an_unknown_image_is_not_found(backend):
         )
 
 
-def test_events_are_oldest_first(backend):
+def test_events_are_oldest_first(catalog_record, backend):
     labels = backend.labels()
     labels.register(catalog_record())
     for version, label in enumerate(["sheath", "shift", "a-line"], start=1):
@@ -263,7 +224,7 @@ def test_events_are_oldest_first(backend):
     ]
 
 
-def test_scan_returns_every_record_across_pages(backend):
+def test_scan_returns_every_record_across_pages(catalog_record, backend):
     labels = backend.labels()
     ids = [f"p{i}/front" for i in range(5)]
     for image_id in ids:
@@ -302,8 +263,8 @@ def relabel(
     return None
 
 
-def run_two_writers(backend: Backend, retry: bool) -> tuple[list, list[str]]:
-    backend.labels().register(catalog_record())
+def run_two_writers(backend: Backend, record: LabelRecord, retry: bool) -> tuple[list, list[str]]:
+    backend.labels().register(record)
     barrier, conflicts = threading.Barrier(2), []
     changes = [("neckline", "crew"), ("sleeve", "long")]
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -314,8 +275,8 @@ def run_two_writers(backend: Backend, retry: bool) -> tuple[list, list[str]]:
         return [f.result() for f in futures], conflicts
 
 
-def test_two_concurrent_writers_with_retry_both_land(backend):
-    _, conflicts = run_two_writers(backend, retry=True)
+def test_two_concurrent_writers_with_retry_both_land(catalog_record, backend):
+    _, conflicts = run_two_writers(backend, catalog_record(), retry=True)
 
     final = backend.labels().get(IMAGE)
     assert final.facets["neckline"] == "crew" and final.facets["sleeve"] == "long"
@@ -325,8 +286,10 @@ def test_two_concurrent_writers_with_retry_both_land(backend):
     assert len(conflicts) == 1  # they did collide; the loser re-read and applied its change
 
 
-def test_second_concurrent_writer_without_retry_gets_a_conflict_not_an_overwrite(backend):
-    results, conflicts = run_two_writers(backend, retry=False)
+def test_second_concurrent_writer_without_retry_gets_a_conflict_not_an_overwrite(
+    catalog_record, backend
+):
+    results, conflicts = run_two_writers(backend, catalog_record(), retry=False)
 
     assert len(conflicts) == 1 and sum(r is not None for r in results) == 1
     final = backend.labels().get(IMAGE)
@@ -423,7 +386,7 @@ def test_put_many_sends_again_what_dynamodb_left_unprocessed(monkeypatch):
         store.put_many([prediction(f"p{i}/front") for i in range(3)])
 
 
-def test_labels_and_predictions_share_one_sqlite_file(tmp_path):
+def test_labels_and_predictions_share_one_sqlite_file(catalog_record, tmp_path):
     db = tmp_path / "state.db"
     record = prediction(IMAGE)
     SqliteLabelStore(db).register(catalog_record())
@@ -436,7 +399,7 @@ def test_labels_and_predictions_share_one_sqlite_file(tmp_path):
 # --- DynamoDB specifics: the stored layout other parts rely on, and setup errors ----------
 
 
-def test_dynamodb_layout_is_one_label_item_and_one_item_per_event(aws_env):
+def test_dynamodb_layout_is_one_label_item_and_one_item_per_event(catalog_record, aws_env):
     with mock_aws():
         client = boto3.client("dynamodb")
         create_tables(client, "Labels", "Predictions")

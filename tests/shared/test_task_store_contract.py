@@ -25,20 +25,21 @@ from shared.embedded.tasks_sqlite import SqliteTaskStore
 from shared.errors import ConflictError, NotFoundError
 from shared.ports import TaskStore
 from shared.tasks import RelabelTask, Vote, task_id_for
-from tests.shared.test_store_contract import AtomicCalls, catalog_record
 
 NECKLINES = ("v-neck", "crew", "boat", "sweetheart", "halter")
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
-def backend(request, tmp_path, monkeypatch, aws_env) -> Iterator[Callable[[], TaskStore]]:
+def backend(
+    atomic_calls, request, tmp_path, monkeypatch, aws_env
+) -> Iterator[Callable[[], TaskStore]]:
     monkeypatch.setattr(sqlite, "PAGE_SIZE", 2)
     monkeypatch.setattr(dynamodb, "PAGE_SIZE", 2)
     if request.param == "sqlite":
         yield lambda: SqliteTaskStore(tmp_path / "state.db")
         return
     with mock_aws():
-        client = AtomicCalls(boto3.client("dynamodb"))
+        client = atomic_calls(boto3.client("dynamodb"))
         create_tasks_table(client, "Tasks")
         yield lambda: DynamoDBTaskStore("Tasks", client=client)
 
@@ -210,7 +211,7 @@ def test_find_by_external_id_returns_the_current_task(backend):
     assert backend().find_by_external_id("HIT-3") is None
 
 
-def test_tasks_share_the_sqlite_file_with_the_label_store(tmp_path):
+def test_tasks_share_the_sqlite_file_with_the_label_store(catalog_record, tmp_path):
     db = tmp_path / "state.db"
     task = make_task()
     SqliteLabelStore(db).register(catalog_record())

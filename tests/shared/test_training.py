@@ -4,6 +4,7 @@ local processes) and on AWS (moto: S3, DynamoDB, Batch)."""
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import threading
@@ -32,7 +33,6 @@ from shared.registry import ModelKind, ModelRegistry
 from shared.relabel import SuspiciousLabel, answer_as_staff, collect, publish_tasks
 from shared.training import maybe_first_training
 from shared.workforce.internal import InternalWorkforce
-from tests.conftest import RecordingJobRunner, jpeg_bytes
 
 # Not the recipe's defaults, so a job that ignored the settings would show.
 SIZES = dict(image_size=96, train_batch_size=16)
@@ -130,17 +130,22 @@ def test_a_retrain_from_collect_on_the_embedded_backends_trains_like_the_cli(emb
 
 
 @pytest.fixture
-def recorded(tmp_path):
+def recorded(tmp_path, recording_jobs):
     settings = Settings(home=tmp_path, first_train_min_images=3, **SIZES)
-    return replace(build_ports(settings), jobs=RecordingJobRunner())
+    return replace(build_ports(settings), jobs=recording_jobs)
 
 
 def ingest_batch(ports: Ports, first: int, n: int) -> dict:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (48, 64), (200, 30, 60)).save(buffer, "JPEG", quality=90)
+    jpeg = buffer.getvalue()
     """Upload n labeled photos and run the ingest handler on their notifications."""
     records = []
     for i in range(first, first + n):
         entry = CatalogEntry(image_id=f"p{i}/0", product_id=f"p{i}", facets={"sleeve": "long"})
-        info = ports.catalog.put(f"catalog/p{i}/0.jpg", jpeg_bytes(), metadata=entry.to_metadata())
+        info = ports.catalog.put(f"catalog/p{i}/0.jpg", jpeg, metadata=entry.to_metadata())
         body = json.dumps(s3_notification(ports.catalog.name, info))
         records.append({"messageId": f"m{i}", "body": body, "attributes": {}})
     return ingest.handle_sqs_batch({"Records": records}, ports)

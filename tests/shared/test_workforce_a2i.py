@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
@@ -174,7 +175,7 @@ def test_publish_needs_an_s3_uri_and_other_errors_surface(client, stub):
         workforce.publish(task(), "https://example.com/p1.jpg")
 
     stub.add_client_error("start_human_loop", "ServiceQuotaExceededException", "too many", 400)
-    with pytest.raises(Exception, match="too many"):
+    with pytest.raises(ClientError, match="too many"):
         workforce.publish(task(), IMAGE_URI)
 
 

@@ -14,6 +14,7 @@ from xml.sax.saxutils import escape
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
 from shared.errors import BudgetExceededError, ConfigurationError
@@ -257,7 +258,7 @@ def test_other_errors_are_not_mistaken_for_a_used_token(client, stub):
     expect_hit_type(stub)
     stub.add_client_error("create_hit_with_hit_type", "ServiceFault", "internal error", 500)
 
-    with pytest.raises(Exception, match="internal error"):
+    with pytest.raises(ClientError, match="internal error"):
         workforce(client).publish(task(), IMAGE_URL)
 
 

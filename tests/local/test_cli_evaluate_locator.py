@@ -7,16 +7,14 @@ import json
 import random
 
 import pytest
-from facet_fixtures import one_thread, register_untrained_model
 
 from batch_jobs.locator import train_locator
 from local.commands import evaluate
 from local.runtime import LocalRuntime
 from shared.records import LabelRecord
 from shared.registry import ModelRegistry
-from tests.batch_jobs.test_locator_train import drawn_photo, png, quick_args
 
-pytestmark = pytest.mark.usefixtures(one_thread.__name__)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_evaluate(home, out) -> int:
@@ -27,7 +25,10 @@ def run_evaluate(home, out) -> int:
     return args.func(args)
 
 
-def test_the_locator_block_appears_once_a_locator_is_current(tmp_path, capsys):
+@pytest.mark.slow  # trains a model
+def test_the_locator_block_appears_once_a_locator_is_current(
+    drawn_photo, png, quick_args, register_untrained_model, tmp_path, capsys
+):
     home = tmp_path / "home"
     ports = LocalRuntime.open(home, environ={}).ports
     rng = random.Random(5)

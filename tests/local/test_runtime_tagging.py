@@ -4,14 +4,15 @@ the infer job (a subprocess) that the ingest handler submits."""
 from __future__ import annotations
 
 import pytest
-from facet_fixtures import photo, register_untrained_model
 
 from local.runtime import LocalRuntime
 
 pytestmark = pytest.mark.slow
 
 
-def test_upload_with_a_current_model_is_tagged_through_ingest_and_the_job_runner(tmp_path):
+def test_upload_with_a_current_model_is_tagged_through_ingest_and_the_job_runner(
+    photo, register_untrained_model, tmp_path
+):
     runtime = LocalRuntime.open(tmp_path / "home", environ={})
     version = register_untrained_model(runtime.ports)
     for i in range(3):

@@ -19,7 +19,6 @@ from shared.embedded.files import LocalObjectStore
 from shared.errors import NotFoundError
 from shared.records import LabelRecord
 from shared.registry import ModelRegistry
-from tests.batch_jobs.test_locator_train import SIZE, drawn_photo, png, quick_args
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -41,7 +40,7 @@ def parse(home, *argv):
 
 
 @pytest.fixture(scope="module")
-def home_with_locator(tmp_path_factory):
+def home_with_locator(drawn_photo, png, quick_args, tmp_path_factory):
     """A local home whose artifacts hold a current locator trained on drawn photos (once)."""
     tmp_path = tmp_path_factory.mktemp("locate")
     home = tmp_path / "home"
@@ -66,7 +65,10 @@ def home_with_locator(tmp_path_factory):
     return home
 
 
-def test_json_lists_one_result_per_path_in_the_contract_shape(home_with_locator, tmp_path, capsys):
+@pytest.mark.slow  # trains a model
+def test_json_lists_one_result_per_path_in_the_contract_shape(
+    drawn_photo, locator_size, home_with_locator, tmp_path, capsys
+):
     img, _ = drawn_photo(random.Random(11))
     good = tmp_path / "dress.png"
     img.save(good)
@@ -80,13 +82,14 @@ def test_json_lists_one_result_per_path_in_the_contract_shape(home_with_locator,
     assert [set(r) for r in rows] == [{"path", "box", "score", "error"}] * 2
     found, broken = rows
     assert found["path"] == str(good) and found["error"] is None
-    assert len(found["box"]) == 4 and 0 <= found["box"][0] < found["box"][2] <= SIZE
+    assert len(found["box"]) == 4 and 0 <= found["box"][0] < found["box"][2] <= locator_size
     assert 0.5 <= found["score"] <= 1
     assert broken == {"path": str(bad), "box": None, "score": None, "error": broken["error"]}
     assert "not an image" in broken["error"]
 
 
-def test_text_output(home_with_locator, tmp_path, capsys):
+@pytest.mark.slow  # trains a model
+def test_text_output(drawn_photo, home_with_locator, tmp_path, capsys):
     path = tmp_path / "dress.png"
     drawn_photo(random.Random(12))[0].save(path)
     assert locate.run(parse(home_with_locator, str(path))) == 0
@@ -94,20 +97,23 @@ def test_text_output(home_with_locator, tmp_path, capsys):
     assert line.startswith(f"{path}\t") and len(line.split("\t")[1].split()) == 4
 
 
-def test_without_a_current_locator_says_what_to_do(tmp_path):
+def test_without_a_current_locator_says_what_to_do(drawn_photo, tmp_path):
     path = tmp_path / "dress.png"
     drawn_photo(random.Random(12))[0].save(path)
     with pytest.raises(NotFoundError, match="dressvision train"):
         locate.run(parse(tmp_path / "empty-home", str(path)))
 
 
-def test_no_dress_found_is_a_null_box_with_its_score(tmp_path):
-    model = create_model("locator", "patches", input_size=SIZE)
+def test_no_dress_found_is_a_null_box_with_its_score(locator_size, tmp_path):
+    model = create_model("locator", "patches", input_size=locator_size)
     with torch.no_grad():  # a background network that is sure nothing is a dress
         model.background_head[-1].bias.fill_(-50.0)
     path = tmp_path / "wall.png"
     Image.new("RGB", (50, 70), (240, 240, 240)).save(path)
     (row,) = locate.locate_files(
-        [path], Locator(model, LocatorConfig(input_size=SIZE)), max_bytes=10**6, max_pixels=10**6
+        [path],
+        Locator(model, LocatorConfig(input_size=locator_size)),
+        max_bytes=10**6,
+        max_pixels=10**6,
     )
     assert row["box"] is None and row["error"] is None and row["score"] < 0.5

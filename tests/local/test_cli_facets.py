@@ -6,13 +6,12 @@ import argparse
 import json
 
 import pytest
-from facet_fixtures import add_images, one_thread, photo, register_untrained_model
 
 from local.commands import evaluate, models, tag, train
 from local.runtime import LocalRuntime
 from shared.errors import NotFoundError
 
-pytestmark = pytest.mark.usefixtures(one_thread.__name__)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cli(home, *argv) -> int:
@@ -36,7 +35,7 @@ def ports(home):
 
 
 def test_tag_prints_one_entry_per_path_with_errors_for_unreadable_files(
-    home, ports, tmp_path, capsys
+    photo, register_untrained_model, home, ports, tmp_path, capsys
 ):
     register_untrained_model(ports)
     good = tmp_path / "dress.jpg"
@@ -55,13 +54,13 @@ def test_tag_prints_one_entry_per_path_with_errors_for_unreadable_files(
     assert cli(home, "tag", str(broken), "--json") == 1  # nothing tagged
 
 
-def test_tag_without_a_model_says_what_to_do(home, ports, tmp_path):
+def test_tag_without_a_model_says_what_to_do(photo, home, ports, tmp_path):
     (tmp_path / "a.jpg").write_bytes(photo(0))
     with pytest.raises(NotFoundError, match="dressvision train"):
         cli(home, "tag", str(tmp_path / "a.jpg"))
 
 
-def test_models_list_marks_the_current_version(home, ports, capsys):
+def test_models_list_marks_the_current_version(register_untrained_model, home, ports, capsys):
     version = register_untrained_model(ports)
     assert cli(home, "models", "list", "--json") == 0
     rows = json.loads(capsys.readouterr().out)
@@ -77,7 +76,7 @@ def test_models_list_marks_the_current_version(home, ports, capsys):
 
 
 @pytest.mark.slow
-def test_train_then_evaluate_write_the_documented_json(home, ports, tmp_path, capsys):
+def test_train_then_evaluate_write_the_documented_json(add_images, home, ports, tmp_path, capsys):
     add_images(ports, 16)
     assert (
         cli(
