@@ -63,7 +63,9 @@ def build_ports(settings: Settings, *, on_job_event: JobEventSink | None = None)
         taxonomy=taxonomy,
         labels=SqliteLabelStore(db),
         predictions=SqlitePredictionStore(db),
-        catalog=LocalObjectStore(objects / settings.catalog_bucket, name=settings.catalog_bucket),
+        catalog=LocalObjectStore(
+            objects / settings.catalog_bucket, name=settings.catalog_bucket, versioned=True
+        ),
         artifacts=LocalObjectStore(
             objects / settings.artifacts_bucket, name=settings.artifacts_bucket
         ),
