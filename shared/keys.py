@@ -25,6 +25,11 @@ def manifest_key(manifest_id: str) -> str:
     return f"{MANIFEST_PREFIX}{manifest_id}.jsonl"
 
 
+def manifest_job_key(manifest_id: str) -> str:
+    """Which job a manifest was submitted as (so a redelivered batch submits it once)."""
+    return f"{MANIFEST_PREFIX}{manifest_id}.job.json"
+
+
 def model_prefix(kind: str, version: str) -> str:
     return f"{MODELS_PREFIX}{kind}/{version}/"
 
