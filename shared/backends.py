@@ -97,6 +97,7 @@ def build_workforce(settings: Settings, ports: Ports) -> Workforce:
         return MTurkWorkforce(
             budget_usd=settings.mturk_budget_usd,
             spent_usd=lambda: committed_spend(ports.tasks.list(), settings.mturk_reward_usd),
+            ledger=ports.tasks,  # shared by every process: the cap holds across Lambdas
             hit_type=HitTypeSettings(reward_usd=settings.mturk_reward_usd),
             production=settings.mturk_production,
             notification_queue_url=settings.mturk_notification_queue_url or None,

@@ -11,9 +11,10 @@ are in `shared/workforce/`. One contract test suite runs against each pair
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -339,6 +340,15 @@ class TaskStore(ABC):
     @abstractmethod
     def find_by_external_id(self, external_id: str) -> RelabelTask | None:
         """The task published under this HIT id / human loop name, if any."""
+
+    def add_spend(
+        self, amount: Decimal, *, cap: Decimal, initial: Callable[[], Decimal]
+    ) -> tuple[bool, Decimal]:
+        """The shared spend ledger of paid workforces (one number for every process: the
+        review and collect Lambdas see the same). Atomically add `amount` if the total stays
+        within `cap`; a negative amount gives a reservation back. Returns (added, total after).
+        A ledger that does not exist yet starts at `initial()` (what was committed before)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no spend ledger")
 
 
 @dataclass(frozen=True)
