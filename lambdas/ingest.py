@@ -140,7 +140,7 @@ def ingest_object(ports: Ports, key: str) -> IngestResult | None:
             status, reason = ImageStatus.INVALID, exc.reason
 
     if status == ImageStatus.INVALID and existing is not None and existing.status == ImageStatus.OK:
-        return _keep_good_photo(ports, key, head.etag, existing, reason or "invalid")
+        return _keep_good_photo(ports, key, existing, reason or "invalid")
 
     split = (entry.split if entry and entry.split else None) or assign_split(
         product_id, ports.settings.test_fraction, ports.settings.split_salt
@@ -164,14 +164,13 @@ def ingest_object(ports: Ports, key: str) -> IngestResult | None:
     return IngestResult(image_id, key, outcome, stored.status, stored.reason)
 
 
-def _keep_good_photo(
-    ports: Ports, key: str, etag: str | None, existing: LabelRecord, reason: str
-) -> IngestResult:
+def _keep_good_photo(ports: Ports, key: str, existing: LabelRecord, reason: str) -> IngestResult:
     """An invalid upload over a valid image: put the last good version back (the catalog
     bucket keeps versions) and note on the record, which stays valid, what happened."""
-    restored = existing.object_key == key and ports.catalog.restore(key, existing.etag)
     when = f"{utcnow():%Y-%m-%d %H:%M:%S} UTC"
-    if restored:
+    if existing.object_key != key:  # another file for the same image: nothing overwritten
+        note = f"upload of {key} at {when} refused ({reason}); kept {existing.object_key}"
+    elif ports.catalog.restore(key, existing.etag):
         note = f"re-upload of {when} refused ({reason}); the previous photo was restored"
     else:
         note = (

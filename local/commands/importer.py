@@ -9,6 +9,7 @@ import stat
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -141,8 +142,6 @@ def _read_source(folder, row: CatalogRow, max_bytes: int) -> bytes:
     opening), a regular file (not a device or a pipe: /dev/zero never ends), within the size
     limit. At most `max_bytes + 1` bytes are ever read, so a file growing meanwhile cannot
     exhaust memory either."""
-    from pathlib import Path
-
     problem = source_problem(Path(folder), row.path)
     if problem:
         raise _Refused(problem)
