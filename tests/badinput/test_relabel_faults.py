@@ -135,22 +135,36 @@ def test_one_failing_task_does_not_stop_the_pass(ports):
 # -- finding 13: every task has a deadline, then goes to staff ---------------------------------
 
 
-def test_a_task_past_its_deadline_escalates_to_staff(ports):
+def describe(name: str, status: str) -> dict:
+    return {
+        "CreationTime": datetime(2025, 5, 1, tzinfo=UTC),
+        "HumanLoopStatus": status,
+        "FailureReason": "the workforce did not answer in time",
+        "HumanLoopName": name,
+        "HumanLoopArn": f"arn:aws:sagemaker:us-east-1:1:human-loop/{name}",
+        "FlowDefinitionArn": FLOW,
+    }
+
+
+def test_a_task_past_its_deadline_escalates_to_staff(ports, aws_env):
     old = datetime.now(UTC) - timedelta(hours=Settings.task_deadline_hours + 1)
-    ports.tasks.create(new_task(0, provider="a2i", created_at=old))  # its human loop failed
-    ports.tasks.create(new_task(1, provider="a2i"))
-
-    class LoopsFailed(InternalWorkforce):
-        name = "a2i"
-
-        def fetch_votes(self, task):
-            return []  # a failed or expired human loop never answers
-
-    summary = collect(ports, LoopsFailed(ports.tasks))
+    late, recent = new_task(0, provider="a2i", created_at=old), new_task(1, provider="a2i")
+    for task in (late, recent):
+        ports.tasks.create(task.model_copy(update={"external_id": loop_name(task.task_id)}))
+    client = boto3.client("sagemaker-a2i-runtime", region_name="us-east-1")
+    workforce = A2IWorkforce(FLOW, answers_per_loop=3, read_output=lambda uri: b"", client=client)
+    with Stubber(client) as stub:
+        for task, status in ((late, "Failed"), (recent, "InProgress")):
+            name = loop_name(task.task_id)
+            stub.add_response(
+                "describe_human_loop", describe(name, status), {"HumanLoopName": name}
+            )
+        summary = collect(ports, workforce)
+        stub.assert_no_pending_responses()
     assert summary.escalated == 1 and summary.waiting == 1
-    late = ports.tasks.get(new_task(0).task_id)
-    assert late.status == "escalated" and "deadline" in late.note
-    assert ports.tasks.get(new_task(1).task_id).status == "open"
+    escalated = ports.tasks.get(late.task_id)
+    assert escalated.status == "escalated" and "deadline" in escalated.note
+    assert ports.tasks.get(recent.task_id).status == "open"
     assert answer_as_staff(ports, late.task_id, "boat") == "changed"
 
 
