@@ -186,7 +186,7 @@ def test_s3_metadata_must_be_ascii(aws_env):
         s3.create_bucket(Bucket="catalog")
         store = S3ObjectStore("catalog", client=s3)
         # A clear error that says what to do (botocore's was wrapped as an access problem).
-        with pytest.raises(ObjectStoreError, match="not ASCII.*escape") as error:
+        with pytest.raises(ObjectStoreError, match=r"not ASCII.*escape") as error:
             store.put("catalog/p1/a.jpg", b"x", metadata={"label": "décolleté"})
         assert "may access" not in str(error.value)
 
