@@ -9,7 +9,12 @@ deployment (no facet model yet), submit the first training once enough labeled i
 registered (`shared.training.maybe_first_training`: one job, however many batches).
 
 SQS delivers at least once: a redelivered message, or a re-upload of the same bytes, finds the
-image UNCHANGED (one HEAD request, no download) and changes nothing. Failures are reported per
+image UNCHANGED (one HEAD request, no download) and changes nothing. Bad input becomes a record
+with a reason, never a poison message: an object outside the `catalog/<product_id>/<file>`
+layout, a box that is negative, reversed or not finite. An invalid re-upload over a good photo
+never destroys it: the previous version is made current again (the catalog bucket is
+versioned) and the record, still valid, says what happened. An explicit image id that belongs
+to another product is refused and leaves the record as it was. Failures are reported per
 message (`batchItemFailures`) so one poison message never redelivers the whole batch; after
 `maxReceiveCount` deliveries it lands in the dead-letter queue.
 """
@@ -18,19 +23,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from pydantic import ValidationError
 
 from lambdas import wiring
 from shared.catalog import CatalogEntry
 from shared.errors import CatalogFormatError, DressvisionError, InvalidImageError, NotFoundError
-from shared.ids import assign_split, parse_catalog_key
+from shared.ids import assign_split, image_id_for, parse_catalog_key, sanitize_part
 from shared.images import sniff_format, validate_image
 from shared.inference import current_model_version, submit_inference
 from shared.keys import is_catalog_image_key
 from shared.messages import ManifestEntry, S3Notification, SqsEvent
 from shared.ports import Ports, RegisterOutcome
-from shared.records import ImageStatus, LabelRecord, LabelSource
+from shared.records import ImageStatus, LabelRecord, LabelSource, utcnow
 from shared.training import maybe_first_training
 
 logger = logging.getLogger(__name__)
@@ -66,8 +72,21 @@ def _inspect(ports: Ports, key: str, size: int, entry: CatalogEntry | None) -> t
         if x1 > info.width or y1 > info.height:
             raise InvalidImageError(
                 f"dress box {list(entry.bbox)} lies outside the {info.width}x{info.height} image"
+                " (boxes are in the upright image, EXIF orientation applied)"
             )
     return info.width, info.height
+
+
+def _ids_of_key(key: str) -> tuple[str, str, str | None]:
+    """(product_id, image_id, problem) of a catalog key. A key outside the layout still gets
+    ids (from its file name) so that it is recorded as invalid, with the problem as reason."""
+    try:
+        product_id, image_id = parse_catalog_key(key)
+    except ValueError as exc:
+        stem = PurePosixPath(key).stem
+        product_id = sanitize_part(stem)
+        return product_id, image_id_for(product_id, stem), f"{exc}: not imported"
+    return product_id, image_id, None
 
 
 def ingest_object(ports: Ports, key: str) -> IngestResult | None:
@@ -75,7 +94,7 @@ def ingest_object(ports: Ports, key: str) -> IngestResult | None:
     if not is_catalog_image_key(key):
         logger.info("ignoring %s: not a catalog image key", key)
         return None
-    product_id, image_id = parse_catalog_key(key)
+    product_id, image_id, layout_problem = _ids_of_key(key)
     try:
         head = ports.catalog.head(key)
     except NotFoundError:
@@ -93,8 +112,19 @@ def ingest_object(ports: Ports, key: str) -> IngestResult | None:
         status, reason, entry = ImageStatus.INVALID, str(exc), None
     if entry is not None:
         product_id, image_id = entry.product_id, entry.image_id
+    elif layout_problem:
+        status, reason = ImageStatus.INVALID, layout_problem
 
     existing = ports.labels.get(image_id)
+    if existing is not None and existing.product_id != product_id:
+        # One id, two products: merging would move the photo to another product (and split)
+        # and orphan the first photo. The first product keeps its image.
+        reason = (
+            f"image id {image_id!r} belongs to product {existing.product_id!r}, not "
+            f"{product_id!r}; upload this photo with its own image_id"
+        )
+        logger.warning("refused %s: %s", key, reason)
+        return IngestResult(image_id, key, RegisterOutcome.UNCHANGED, ImageStatus.INVALID, reason)
     unchanged_upload = (
         existing is not None
         and existing.etag == head.etag
@@ -111,6 +141,9 @@ def ingest_object(ports: Ports, key: str) -> IngestResult | None:
             width, height = _inspect(ports, key, head.size, entry)
         except InvalidImageError as exc:
             status, reason = ImageStatus.INVALID, exc.reason
+
+    if status == ImageStatus.INVALID and existing is not None and existing.status == ImageStatus.OK:
+        return _keep_good_photo(ports, key, existing, reason or "invalid")
 
     split = (entry.split if entry and entry.split else None) or assign_split(
         product_id, ports.settings.test_fraction, ports.settings.split_salt
@@ -132,6 +165,24 @@ def ingest_object(ports: Ports, key: str) -> IngestResult | None:
     )
     outcome, stored = ports.labels.register(record)
     return IngestResult(image_id, key, outcome, stored.status, stored.reason)
+
+
+def _keep_good_photo(ports: Ports, key: str, existing: LabelRecord, reason: str) -> IngestResult:
+    """An invalid upload over a valid image: put the last good version back (the catalog
+    bucket keeps versions) and note on the record, which stays valid, what happened."""
+    when = f"{utcnow():%Y-%m-%d %H:%M:%S} UTC"
+    if existing.object_key != key:  # another file for the same image: nothing overwritten
+        note = f"upload of {key} at {when} refused ({reason}); kept {existing.object_key}"
+    elif ports.catalog.restore(key, existing.etag):
+        note = f"re-upload of {when} refused ({reason}); the previous photo was restored"
+    else:
+        note = (
+            f"re-upload of {when} refused ({reason}); the previous photo could not be restored "
+            f"(no earlier version of {key} is kept): upload it again"
+        )
+    logger.warning("%s: %s", key, note)
+    outcome, _ = ports.labels.register(existing.model_copy(update={"reason": note}))
+    return IngestResult(existing.image_id, key, outcome, ImageStatus.INVALID, note)
 
 
 def _labels_differ(existing: LabelRecord, entry: CatalogEntry) -> bool:

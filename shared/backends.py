@@ -63,7 +63,9 @@ def build_ports(settings: Settings, *, on_job_event: JobEventSink | None = None)
         taxonomy=taxonomy,
         labels=SqliteLabelStore(db),
         predictions=SqlitePredictionStore(db),
-        catalog=LocalObjectStore(objects / settings.catalog_bucket, name=settings.catalog_bucket),
+        catalog=LocalObjectStore(
+            objects / settings.catalog_bucket, name=settings.catalog_bucket, versioned=True
+        ),
         artifacts=LocalObjectStore(
             objects / settings.artifacts_bucket, name=settings.artifacts_bucket
         ),
@@ -95,6 +97,7 @@ def build_workforce(settings: Settings, ports: Ports) -> Workforce:
         return MTurkWorkforce(
             budget_usd=settings.mturk_budget_usd,
             spent_usd=lambda: committed_spend(ports.tasks.list(), settings.mturk_reward_usd),
+            ledger=ports.tasks,  # shared by every process: the cap holds across Lambdas
             hit_type=HitTypeSettings(reward_usd=settings.mturk_reward_usd),
             production=settings.mturk_production,
             notification_queue_url=settings.mturk_notification_queue_url or None,

@@ -10,6 +10,8 @@ A catalog is a folder with images and an optional `labels.csv`:
 from __future__ import annotations
 
 import csv
+import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -48,11 +50,23 @@ class CatalogEntry(BaseModel):
     def _safe_product(cls, value: str) -> str:
         return sanitize_part(value)
 
+    @field_validator("bbox")
+    @classmethod
+    def _sane_box(cls, box: BBox | None) -> BBox | None:
+        if box is not None:
+            check_box(box)
+        return box
+
     def to_metadata(self) -> dict[str, str]:
-        body = self.model_dump_json(exclude_defaults=True)
+        # S3 user metadata must be ASCII: json.dumps escapes every non-ASCII character
+        # (pydantic's model_dump_json would write UTF-8).
+        body = json.dumps(
+            self.model_dump(mode="json", exclude_defaults=True),
+            ensure_ascii=True,
+            separators=(",", ":"),
+        )
         if len(body) > MAX_METADATA_BYTES:
             raise CatalogFormatError(f"catalog labels of {self.image_id} are too long for S3")
-        # model_dump_json escapes non-ASCII, as S3 metadata must be ASCII.
         return {METADATA_KEY: body}
 
     @classmethod
@@ -65,8 +79,13 @@ class CatalogEntry(BaseModel):
         try:
             return cls.model_validate_json(raw)
         except ValidationError as exc:
-            reason = exc.errors()[0]["msg"]
-            raise CatalogFormatError(f"malformed catalog metadata: {reason}") from exc
+            error = exc.errors()[0]
+            if error["type"] == "value_error":  # our own validators say what is wrong
+                reason = str(error["ctx"]["error"])
+            else:
+                where = ".".join(str(p) for p in error["loc"]) or "the entry"
+                reason = f"malformed catalog metadata: {where}: {error['msg']}"
+            raise CatalogFormatError(reason) from exc
 
     def validate_labels(self, taxonomy: Taxonomy) -> None:
         for facet, label in self.facets.items():
@@ -82,6 +101,27 @@ class CatalogRow(BaseModel):
     path: Path
     key: str
     entry: CatalogEntry
+    refused: str | None = None  # why this row must not be uploaded (reported as invalid)
+
+
+def check_box(box: tuple[float, ...]) -> None:
+    """A dress box must be four finite pixel coordinates with 0 <= x0 < x1 and 0 <= y0 < y1;
+    ValueError saying what is wrong otherwise. (Whether it fits the image is checked once the
+    image's size is known.)"""
+    if len(box) != 4:
+        raise ValueError(f"dress box needs 4 values x0,y0,x1,y1, got {len(box)}")
+    for name, value in zip(BOX_COLUMNS, box, strict=True):
+        if not math.isfinite(value):
+            raise ValueError(f"dress box {name} is {value}: give a finite number of pixels")
+    x0, y0, x1, y1 = box
+    if x0 < 0 or y0 < 0:
+        raise ValueError(
+            f"dress box {list(box)} starts at a negative pixel: x0 and y0 must be >= 0"
+        )
+    if not (x0 < x1 and y0 < y1):
+        raise ValueError(
+            f"dress box {list(box)} is empty or reversed: it needs x0 < x1 and y0 < y1"
+        )
 
 
 def _cell(row: Mapping[str, str | None], name: str) -> str | None:
@@ -99,10 +139,10 @@ def _parse_box(row: Mapping[str, str | None], line: int) -> BBox | None:
         x0, y0, x1, y1 = (float(c) for c in cells)  # type: ignore[arg-type]
     except ValueError:
         raise CatalogFormatError(f"labels.csv line {line}: box values must be numbers") from None
-    if not (0 <= x0 < x1 and 0 <= y0 < y1):
-        raise CatalogFormatError(
-            f"labels.csv line {line}: box must satisfy 0 <= x0 < x1 and 0 <= y0 < y1"
-        )
+    try:
+        check_box((x0, y0, x1, y1))
+    except ValueError as exc:
+        raise CatalogFormatError(f"labels.csv line {line}: {exc}") from None
     return (x0, y0, x1, y1)
 
 
@@ -137,49 +177,126 @@ def _row_entry(row: Mapping[str, str | None], line: int, taxonomy: Taxonomy) -> 
 def read_catalog(folder: str | Path, taxonomy: Taxonomy) -> list[CatalogRow]:
     """Read a catalog folder. With `labels.csv`, its rows (validated against the taxonomy: an
     unknown label is an error naming the row and the allowed labels); without, every image file
-    under the folder as an unlabeled upload (product id = its parent folder's name)."""
+    under the folder as an unlabeled upload (product id = its parent folder's name).
+
+    Malformed CSV (a stray quote, a row with the wrong number of cells, bytes that are not
+    UTF-8) raises `CatalogFormatError` naming the line before anything is uploaded. A row whose
+    file lies outside the folder (`../`, an absolute path, a symbolic link leading out) or is
+    not an image file name comes back with `refused` set: it is reported, never read.
+    """
     root = Path(folder)
     if not root.is_dir():
         raise CatalogFormatError(f"{root} is not a folder")
     csv_path = root / LABELS_CSV
-    rows: list[CatalogRow] = []
     if csv_path.exists():
-        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames or "path" not in reader.fieldnames:
-                raise CatalogFormatError(f"{csv_path} needs a header with at least a 'path' column")
-            unknown = set(reader.fieldnames) - {
-                "image_id",
-                "path",
-                "product_id",
-                "split",
-                *BOX_COLUMNS,
-                *taxonomy.facet_names,
-            }
-            if unknown:
-                raise CatalogFormatError(
-                    f"{csv_path}: unknown column(s) {', '.join(sorted(unknown))}; facets are "
-                    f"{', '.join(taxonomy.facet_names)}"
-                )
-            for line, row in enumerate(reader, start=2):
-                entry = _row_entry(row, line, taxonomy)
-                path = root / str(_cell(row, "path"))
-                rows.append(
-                    CatalogRow(
-                        line=line,
-                        path=path,
-                        key=catalog_key(entry.product_id, path.name),
-                        entry=entry,
-                    )
-                )
+        rows = _read_csv_rows(root, csv_path, taxonomy)
     else:
+        rows = []
         for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
             product = sanitize_part(path.parent.name if path.parent != root else path.stem)
             entry = CatalogEntry(image_id=image_id_for(product, path.name), product_id=product)
             rows.append(
-                CatalogRow(line=0, path=path, key=catalog_key(product, path.name), entry=entry)
+                CatalogRow(
+                    line=0,
+                    path=path,
+                    key=catalog_key(product, path.name),
+                    entry=entry,
+                    refused=source_problem(root, path),
+                )
             )
     _refuse_collisions(rows)
+    return rows
+
+
+def source_problem(root: Path, path: Path) -> str | None:
+    """Why the file at `path` must not be imported from the catalog folder `root`, or None.
+
+    The path is resolved (symbolic links followed) and must stay inside the folder: a catalog
+    file must never make the import read, and upload, anything else on the machine."""
+    resolved_root = root.resolve()
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        return f"cannot resolve the path: {exc}"
+    if not resolved.is_relative_to(resolved_root):
+        return (
+            f"the path leads outside the catalog folder ({resolved}); only files inside "
+            f"{resolved_root} are imported"
+        )
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return (
+            f"not an image file name ({path.suffix or 'no extension'}); accepted: "
+            f"{', '.join(IMAGE_SUFFIXES)}"
+        )
+    return None
+
+
+def _read_csv_rows(root: Path, csv_path: Path, taxonomy: Taxonomy) -> list[CatalogRow]:
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig", errors="strict") as handle:
+            return _parse_csv(root, csv_path, handle, taxonomy)
+    except UnicodeDecodeError as exc:
+        raise CatalogFormatError(
+            f"{csv_path} is not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); save it as UTF-8 and import again"
+        ) from None
+
+
+def _parse_csv(root: Path, csv_path: Path, handle, taxonomy: Taxonomy) -> list[CatalogRow]:
+    # strict: a quote in the wrong place is an error, not a field swallowing the next rows.
+    reader = csv.reader(handle, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise CatalogFormatError(f"{csv_path} line 1: malformed CSV ({exc})") from None
+    if not header or "path" not in header:
+        raise CatalogFormatError(f"{csv_path} needs a header with at least a 'path' column")
+    unknown = set(header) - {
+        "image_id",
+        "path",
+        "product_id",
+        "split",
+        *BOX_COLUMNS,
+        *taxonomy.facet_names,
+    }
+    if unknown:
+        raise CatalogFormatError(
+            f"{csv_path}: unknown column(s) {', '.join(sorted(unknown))}; facets are "
+            f"{', '.join(taxonomy.facet_names)}"
+        )
+    rows: list[CatalogRow] = []
+    while True:
+        line = reader.line_num + 1  # where the next record starts
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise CatalogFormatError(
+                f"{csv_path} line {line}: malformed CSV ({exc}); check its quotes. Nothing "
+                "was imported"
+            ) from None
+        if reader.line_num != line or len(cells) != len(header):
+            if reader.line_num != line:  # no cell holds a line break: a stray quote
+                detail = f"a quoted field runs from line {line} to line {reader.line_num}"
+            else:
+                detail = f"{len(cells)} cells where the header has {len(header)}"
+            raise CatalogFormatError(
+                f"{csv_path} line {line}: {detail}; check its commas and quotes. Nothing was "
+                "imported"
+            )
+        row = dict(zip(header, cells, strict=True))
+        entry = _row_entry(row, line, taxonomy)
+        path = root / str(_cell(row, "path"))
+        rows.append(
+            CatalogRow(
+                line=line,
+                path=path,
+                key=catalog_key(entry.product_id, path.name),
+                entry=entry,
+                refused=source_problem(root, path),
+            )
+        )
     return rows
 
 

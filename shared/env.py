@@ -55,6 +55,8 @@ MTURK_NOTIFICATION_QUEUE_URL = "DRESSVISION_MTURK_NOTIFICATION_QUEUE_URL"  # SQS
 A2I_FLOW_DEFINITION_ARN = "DRESSVISION_A2I_FLOW_DEFINITION_ARN"
 SIMULATED_SEED = "DRESSVISION_SIMULATED_SEED"  # simulated workers: same seed, same answers
 SIMULATED_TRUTH = "DRESSVISION_SIMULATED_TRUTH"  # labels_true.csv the simulated workers see
+# Bad input and faults (issue 11): an open relabel task unanswered this long goes to staff.
+TASK_DEADLINE_HOURS = "DRESSVISION_TASK_DEADLINE_HOURS"
 
 # Set by AWS Batch on array-job children; set the same way by the local job runner.
 BATCH_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
@@ -142,6 +144,7 @@ class Settings:
     simulated_truth: str = ""
     review_queue_url: str = ""
     retrain_threshold: int = 50
+    task_deadline_hours: float = 7 * 24.0  # an MTurk HIT's default lifetime
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -166,6 +169,11 @@ class Settings:
             raise ValueError(f"{MAX_ASSIGNMENTS} must be at least 1, got {self.max_assignments}")
         if self.mturk_reward_usd <= 0 or self.mturk_budget_usd < 0:
             raise ValueError(f"{MTURK_REWARD_USD} must be > 0 and {MTURK_BUDGET_USD} >= 0")
+        if not self.task_deadline_hours > 0:
+            raise ValueError(
+                f"{TASK_DEADLINE_HOURS} must be a positive number of hours, "
+                f"got {self.task_deadline_hours}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -195,6 +203,7 @@ class Settings:
             simulated_truth=env.get(SIMULATED_TRUTH, ""),
             review_queue_url=env.get(REVIEW_QUEUE_URL, ""),
             retrain_threshold=_int(env, RETRAIN_THRESHOLD, cls.retrain_threshold),
+            task_deadline_hours=_float(env, TASK_DEADLINE_HOURS, cls.task_deadline_hours),
             job_definitions={
                 k[len(JOB_DEFINITION_PREFIX) :].lower(): v
                 for k, v in env.items()
@@ -247,6 +256,7 @@ class Settings:
             SIMULATED_TRUTH: self.simulated_truth,
             REVIEW_QUEUE_URL: self.review_queue_url,
             RETRAIN_THRESHOLD: str(self.retrain_threshold),
+            TASK_DEADLINE_HOURS: repr(self.task_deadline_hours),
         }
         for name, definition in self.job_definitions.items():
             env[JOB_DEFINITION_PREFIX + name.upper()] = definition

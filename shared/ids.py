@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from pathlib import PurePosixPath
 
 from shared.keys import CATALOG_PREFIX
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_ID_LENGTH = 200
+ORIGINAL_HASH_LENGTH = 8  # hex digits of sha256(original) added to a non-ASCII id segment
 
 
 def sanitize_part(part: str) -> str:
-    """One id segment: letters, digits, '.', '_' and '-' only; runs of others become '-'."""
-    cleaned = _UNSAFE.sub("-", part.strip()).strip("-.")
-    return cleaned or "x"
+    """One id segment: ASCII letters, digits, '.', '_' and '-' only; runs of others become '-'.
+
+    An ASCII segment is cleaned as it always was (ids and the splits derived from them never
+    move). A segment with non-ASCII characters (Cyrillic, CJK, accents, ...) keeps a readable
+    ASCII part (accents folded, the rest dropped) plus a short hash of the original, so that
+    "Платье-1" and "Платье-2", or "café" and "cafe", stay distinct products.
+    """
+    stripped = part.strip()
+    if stripped.isascii():
+        return _UNSAFE.sub("-", stripped).strip("-.") or "x"
+    folded = unicodedata.normalize("NFKD", stripped).encode("ascii", "ignore").decode()
+    readable = _UNSAFE.sub("-", folded).strip("-.") or "x"
+    digest = hashlib.sha256(unicodedata.normalize("NFC", stripped).encode()).hexdigest()
+    return f"{readable[: MAX_ID_LENGTH // 2]}-{digest[:ORIGINAL_HASH_LENGTH]}"
 
 
 def sanitize_id(raw: str) -> str:

@@ -7,6 +7,17 @@ and not deep inside a training job. Pillow's own bomb check stays on as a second
 and its error and warning become our `InvalidImageError`. We never set
 `ImageFile.LOAD_TRUNCATED_IMAGES`: a truncated photo is an invalid upload, not a grey half-image.
 
+libjpeg only *warns* when the entropy-coded data ends early at a marker (a file cut short with an
+end-of-image marker added, a header claiming a larger image than its data) and fills the rest
+with grey; Pillow does not surface those warnings. `_check_jpeg_complete` detects them: it
+decodes again with filler bytes before the end marker. A complete image never reads them (the
+decoder skips bytes after its last scan), so both decodes agree; a short one decodes them as
+image data, so they differ.
+
+Orientation: boxes, widths and heights are in the UPRIGHT image, EXIF orientation applied
+(`open_image` transposes; `validate_image` reports the upright size), everywhere: ingest,
+training and inference.
+
 Pillow and numpy only: this module runs in Lambdas.
 """
 
@@ -45,12 +56,22 @@ _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What the header said about a valid image."""
+    """What the header said about a valid image. `width` and `height` are the upright image's
+    (EXIF orientation applied, as `open_image` returns it); `orientation` is the EXIF tag
+    (1 = stored upright)."""
 
     format: str
     width: int
     height: int
     mode: str
+    orientation: int = 1
+
+
+EXIF_ORIENTATION = 0x0112
+_SWAPS_AXES = {5, 6, 7, 8}  # transposed or rotated by 90 / 270 degrees
+# Filler for `_check_jpeg_complete`: fixed pseudo-random bytes, never 0xFF (a marker).
+_JPEG_FILLER = bytes((i * 73 + 41) % 255 for i in range(512))
+_JPEG_EOI = b"\xff\xd9"
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -71,10 +92,45 @@ def validate_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo
     """
     img, info = _open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels)
     with img:
+        orientation = _orientation(img)
+        draft = (max(1, info.width // 4), max(1, info.height // 4))
         if info.format == "JPEG":
-            img.draft("RGB", (max(1, info.width // 4), max(1, info.height // 4)))
+            img.draft("RGB", draft)
         _load(img)
-    return info
+        if info.format == "JPEG":
+            _check_jpeg_complete(data, img, draft)
+    if orientation in _SWAPS_AXES:
+        return ImageInfo(info.format, info.height, info.width, info.mode, orientation)
+    return ImageInfo(info.format, info.width, info.height, info.mode, orientation)
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        value = img.getexif().get(EXIF_ORIENTATION, 1)
+    except _DECODE_ERRORS as exc:
+        raise InvalidImageError(f"truncated or corrupt image: bad EXIF ({exc})") from exc
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _check_jpeg_complete(data: bytes, decoded: Image.Image, draft: tuple[int, int]) -> None:
+    """Refuse a JPEG whose scan data ends before the image does (see the module docstring):
+    decode it again with filler before its last end marker and compare."""
+    end = data.rfind(_JPEG_EOI)
+    if end < 0:
+        raise InvalidImageError("truncated or corrupt image: the JPEG has no end marker")
+    padded = data[:end] + _JPEG_FILLER + data[end:]
+    try:
+        with Image.open(io.BytesIO(padded), formats=["JPEG"]) as again:
+            again.draft("RGB", draft)
+            again.load()
+            same = again.size == decoded.size and again.tobytes() == decoded.tobytes()
+    except _DECODE_ERRORS:
+        same = False
+    if not same:
+        raise InvalidImageError(
+            "truncated or corrupt image: the JPEG data ends before the image does (libjpeg "
+            "would fill the rest with grey)"
+        )
 
 
 def open_image(

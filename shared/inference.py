@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from shared.keys import manifest_key
+from shared.errors import NotFoundError
+from shared.keys import manifest_job_key, manifest_key
 from shared.messages import JobRequest, ManifestEntry
 from shared.ports import Ports
 from shared.records import ImageStatus
 from shared.registry import ModelKind, ModelRegistry
 
 logger = logging.getLogger(__name__)
+
+# A manifest submitted less than this long ago is not submitted again: SQS redelivers within
+# minutes (visibility timeout x receive count). Later, the same images under the same model
+# are a deliberate retry (the first job may have failed) and get a new job.
+RESUBMIT_AFTER = timedelta(hours=6)
 
 
 def current_model_version(ports: Ports, kind: str = ModelKind.FACETS) -> str | None:
@@ -25,13 +32,19 @@ def submit_inference(ports: Ports, entries: list[ManifestEntry]) -> str:
     """Write a manifest and submit the infer job (an array job over shards) with the
     deployment's batch size (images per forward pass). Returns the job id.
 
-    The manifest id ends with a hash of its lines, so a redelivered batch rewrites the same
-    manifest rather than a new one.
+    The manifest id is a hash of the current model version and the manifest's lines (no
+    clock): a redelivered batch rewrites the same manifest, and finds the job it was submitted
+    as (`manifest_job_key`), so it submits nothing twice within `RESUBMIT_AFTER`.
     """
     lines = "\n".join(e.model_dump_json() for e in entries) + "\n"
-    digest = hashlib.sha256(lines.encode()).hexdigest()[:12]
-    manifest_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{digest}"
+    version = current_model_version(ports) or ""
+    digest = hashlib.sha256(f"{version}\n{lines}".encode()).hexdigest()[:20]
+    manifest_id = f"m-{digest}"
     key = manifest_key(manifest_id)
+    earlier = _earlier_submission(ports, manifest_id)
+    if earlier is not None:
+        logger.info("manifest %s was submitted as %s already: not submitting again", key, earlier)
+        return earlier
     ports.artifacts.put(key, lines.encode(), content_type="application/x-ndjson")
     shards = math.ceil(len(entries) / ports.settings.infer_shard_size)
     request = JobRequest(
@@ -41,8 +54,27 @@ def submit_inference(ports: Ports, entries: list[ManifestEntry]) -> str:
         job_name=f"infer-{manifest_id}",
     )
     job_id = ports.jobs.submit(request)
+    submitted = {"job_id": job_id, "at": datetime.now(UTC).isoformat(), "images": len(entries)}
+    ports.artifacts.put(
+        manifest_job_key(manifest_id),
+        json.dumps(submitted).encode(),
+        content_type="application/json",
+    )
     logger.info("submitted infer job %s for %d images (%s)", job_id, len(entries), key)
     return job_id
+
+
+def _earlier_submission(ports: Ports, manifest_id: str) -> str | None:
+    """The job id this manifest was submitted as less than `RESUBMIT_AFTER` ago, or None."""
+    try:
+        submitted = json.loads(ports.artifacts.get(manifest_job_key(manifest_id)).body)
+        at = datetime.fromisoformat(submitted["at"])
+        job_id = str(submitted["job_id"])
+    except NotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        return None  # an unreadable marker: submitting again is the safe side
+    return job_id if datetime.now(UTC) - at < RESUBMIT_AFTER else None
 
 
 def catalog_entries(ports: Ports) -> list[ManifestEntry]:

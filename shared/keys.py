@@ -47,6 +47,11 @@ def manifest_key(manifest_id: str) -> str:
     return f"{MANIFEST_PREFIX}{manifest_id}.jsonl"
 
 
+def manifest_job_key(manifest_id: str) -> str:
+    """Which job a manifest was submitted as (so a redelivered batch submits it once)."""
+    return f"{MANIFEST_PREFIX}{manifest_id}.job.json"
+
+
 def models_prefix(kind: str) -> str:
     """`models/<kind>/`: every version of one model kind, and its current.json."""
     return f"{MODELS_PREFIX}{kind}/"

@@ -11,9 +11,10 @@ are in `shared/workforce/`. One contract test suite runs against each pair
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -221,10 +222,36 @@ class StoredObject:
     body: bytes
 
 
+MAX_USER_METADATA_BYTES = 2048  # S3's limit on all user metadata of an object
+
+
+def check_user_metadata(metadata: Mapping[str, str]) -> None:
+    """S3's rules for user metadata, applied by every ObjectStore so that a local run fails
+    where S3 would: ASCII keys and values, 2 KB in all. Raises `ObjectStoreError`."""
+    from shared.errors import ObjectStoreError
+
+    size = 0
+    for key, value in metadata.items():
+        if not (str(key).isascii() and str(value).isascii()):
+            raise ObjectStoreError(
+                f"object metadata {key!r} is not ASCII; S3 user metadata must be ASCII: "
+                "escape it first (for example as JSON with ensure_ascii)"
+            )
+        size += len(str(key)) + len(str(value))
+    if size > MAX_USER_METADATA_BYTES:
+        raise ObjectStoreError(f"object metadata is {size} bytes; S3 allows 2 KB in all")
+
+
 class ObjectStore(ABC):
     """One bucket (S3) or one folder (local). Keys are '/'-separated, relative."""
 
     name: str
+
+    def restore(self, key: str, etag: str | None) -> bool:
+        """Make the newest earlier version of `key` whose etag is `etag` current again (a bad
+        upload over a good photo). False when the store keeps no such version (an unversioned
+        bucket); the bad version stays as an older version, nothing is deleted."""
+        return False
 
     @abstractmethod
     def put(
@@ -319,6 +346,15 @@ class TaskStore(ABC):
     @abstractmethod
     def find_by_external_id(self, external_id: str) -> RelabelTask | None:
         """The task published under this HIT id / human loop name, if any."""
+
+    def add_spend(
+        self, amount: Decimal, *, cap: Decimal, initial: Callable[[], Decimal]
+    ) -> tuple[bool, Decimal]:
+        """The shared spend ledger of paid workforces (one number for every process: the
+        review and collect Lambdas see the same). Atomically add `amount` if the total stays
+        within `cap`; a negative amount gives a reservation back. Returns (added, total after).
+        A ledger that does not exist yet starts at `initial()` (what was committed before)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no spend ledger")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-BBox = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels of the stored image
+# x0, y0, x1, y1 in pixels of the upright image (EXIF orientation applied, as open_image gives)
+BBox = tuple[float, float, float, float]
 
 
 class LabelRecord(BaseModel):

@@ -15,6 +15,10 @@ Plain functions over the ports, shared by the review and collect Lambdas and the
   estimated across all tasks), then decide each open task: update the label (optimistic
   locking, a label event with the votes), ask for more answers, or escalate to staff. A label
   that changed after the task was published is never overwritten: the conflict is recorded.
+  Faults stay local: a task whose answers cannot be read or decided fails alone (the error is
+  recorded on it as `note`, `failures` counts) and the pass goes on; a task still open past
+  its deadline (`DRESSVISION_TASK_DEADLINE_HOURS`: a failed or expired A2I loop, an unanswered
+  HIT) goes to staff; a task whose facet or labels left the taxonomy is closed with a note.
 - `maybe_retrain`: submit training (the deployment's recipe, `shared.training`) once enough
   labels changed since the last one.
 """
@@ -25,7 +29,7 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -196,6 +200,8 @@ class CollectSummary:
     conflicts: int = 0
     waiting: int = 0
     votes: int = 0
+    failed: int = 0  # tasks whose answers could not be read or decided (noted on the task)
+    closed: int = 0  # tasks whose facet or labels left the taxonomy
     train_job: str | None = None
 
     def to_json(self) -> dict:
@@ -211,6 +217,64 @@ def _refresh_votes(ports: Ports, workforce: Workforce, task: RelabelTask) -> Rel
     return ports.tasks.update(
         task.model_copy(update={"votes": tuple(merged.values())}), task.version
     )
+
+
+def left_taxonomy(ports: Ports, task: RelabelTask) -> str | None:
+    """Why `task` can no longer be answered under the current taxonomy, or None."""
+    taxonomy = ports.taxonomy
+    if task.facet not in taxonomy.facet_names:
+        return f"facet {task.facet!r} is no longer in the taxonomy"
+    gone = [label for label in task.allowed if label not in taxonomy.labels(task.facet)]
+    if gone:
+        return f"{task.facet} label(s) {', '.join(gone)} are no longer in the taxonomy"
+    return None
+
+
+def past_deadline(ports: Ports, task: RelabelTask, now: datetime | None = None) -> bool:
+    deadline = timedelta(hours=ports.settings.task_deadline_hours)
+    return (now or datetime.now(UTC)) - task.created_at > deadline
+
+
+def _note(ports: Ports, task: RelabelTask, note: str, **changes) -> RelabelTask | None:
+    """Store `note` (and `changes`) on the task as it is now; None if that write fails too
+    (the next pass tries again: nothing is lost)."""
+    for _ in range(UPDATE_ATTEMPTS):
+        current = ports.tasks.get(task.task_id) or task
+        if current.status != task.status:
+            return current  # decided meanwhile by someone else
+        try:
+            return ports.tasks.update(
+                current.model_copy(update={"note": note[:1000], **changes}), current.version
+            )
+        except ConflictError:
+            continue
+        except Exception:
+            logger.exception("task %s: could not record %r", task.task_id, note)
+            return None
+    return None
+
+
+def _fail(ports: Ports, task: RelabelTask, exc: BaseException, summary: CollectSummary) -> None:
+    logger.warning("task %s failed in this collect pass: %r", task.task_id, exc)
+    summary.failed += 1
+    current = ports.tasks.get(task.task_id) or task
+    _note(
+        ports,
+        current,
+        f"collect failed: {type(exc).__name__}: {exc}",
+        failures=current.failures + 1,
+    )
+
+
+def _close_or_escalate(
+    ports: Ports, workforce: Workforce, task: RelabelTask, status: str, note: str
+) -> None:
+    """Stop asking (pay for what was answered, expire the HIT), then close or escalate."""
+    try:
+        workforce.finish(task)
+    except Exception as exc:  # the note says so; staff can still answer
+        note = f"{note} (stopping it at {task.provider} failed: {exc})"
+    _note(ports, task, note, status=status)
 
 
 def _vote_triples(tasks: list[RelabelTask], ports: Ports) -> dict[str, list[tuple]]:
@@ -270,16 +334,27 @@ def collect(
     ports: Ports, workforce: Workforce, *, config: AggregationConfig | None = None
 ) -> CollectSummary:
     """Fetch answers of the open tasks this workforce published, aggregate, decide, update
-    labels; then maybe retrain."""
+    labels; then maybe retrain. One task's failure is recorded on it and never stops the
+    pass (see the module docstring)."""
     config = config or AggregationConfig(max_assignments=max(9, ports.settings.max_assignments))
     summary = CollectSummary()
-    open_tasks = [
-        _refresh_votes(ports, workforce, t)
-        for t in ports.tasks.list("open")
-        if t.provider == workforce.name
-    ]
+    open_tasks = []
+    for task in ports.tasks.list("open"):
+        if task.provider != workforce.name:
+            continue
+        stale = left_taxonomy(ports, task)
+        if stale:
+            _close_or_escalate(ports, workforce, task, "closed", f"closed: {stale}")
+            summary.closed += 1
+            continue
+        try:
+            open_tasks.append(_refresh_votes(ports, workforce, task))
+        except Exception as exc:
+            _fail(ports, task, exc, summary)
+            if past_deadline(ports, task):
+                _escalate_late(ports, workforce, task, summary)
     # Reliability is estimated across every answered task of the facet, decided ones included.
-    answered = {t.task_id: t for t in ports.tasks.list() if t.votes}
+    answered = {t.task_id: t for t in ports.tasks.list() if t.votes and not left_taxonomy(ports, t)}
     answered.update({t.task_id: t for t in open_tasks if t.votes})
     results = {}
     for facet, votes in _vote_triples(list(answered.values()), ports).items():
@@ -287,66 +362,109 @@ def collect(
         results.update(dawid_skene(votes, k, config=config).tasks)
 
     for task in open_tasks:
-        summary.votes += len(task.votes)
-        record = ports.labels.get(task.image_id)
-        if record is None or record.facets.get(task.facet) != task.current_label:
-            # People changed the label since publishing: theirs stands; stop paying for answers.
-            workforce.finish(task)
-            ports.tasks.update(task.model_copy(update={"status": "conflict"}), task.version)
-            summary.conflicts += 1
-            continue
-        if not task.votes:
-            summary.waiting += 1
-            continue
-        labels = ports.taxonomy.labels(task.facet)
-        posterior = results[task.task_id].posterior
-        votes = [ports.taxonomy.index(task.facet, v.label) for v in task.votes]
-        decision = decide(posterior, votes, assigned=task.max_assignments, config=config)
-        if decision.outcome == Outcome.DECIDED:
-            label = labels[decision.label]
-            evidence = {
-                "task_id": task.task_id,
-                "provider": task.provider,
-                "posterior": round(decision.confidence, 4),
-                "votes": [{"worker": v.worker_id, "label": v.label} for v in task.votes],
-            }
-            result = _apply_outcome(ports, task, label, evidence)
-            workforce.finish(task)
-            status = "conflict" if result == "conflict" else "decided"
-            ports.tasks.update(
-                task.model_copy(
-                    update={
-                        "status": status,
-                        "outcome": label,
-                        "outcome_posterior": decision.confidence,
-                    }
-                ),
-                task.version,
-            )
-            summary.decided += result != "conflict"
-            summary.conflicts += result == "conflict"
-            summary.changed += result == "changed"
-            summary.confirmed += result == "confirmed"
-        elif decision.outcome == Outcome.ASK_MORE:
-            workforce.request_more(task, decision.ask)
-            ports.tasks.update(
-                task.model_copy(update={"max_assignments": task.max_assignments + decision.ask}),
-                task.version,
-            )
-            summary.asked_more += 1
-        elif decision.outcome == Outcome.ESCALATE:
-            workforce.finish(task)
-            ports.tasks.update(task.model_copy(update={"status": "escalated"}), task.version)
-            summary.escalated += 1
-        else:
-            summary.waiting += 1
+        try:
+            _decide(ports, workforce, task, results, config, summary)
+        except Exception as exc:
+            _fail(ports, task, exc, summary)
     summary.train_job = maybe_retrain(ports)
     return summary
 
 
-def answer_as_staff(ports: Ports, task_id: str, label: str, *, who: str = "staff") -> str:
+def _escalate_late(
+    ports: Ports, workforce: Workforce, task: RelabelTask, summary: CollectSummary
+) -> None:
+    hours = ports.settings.task_deadline_hours
+    note = (
+        f"escalated: no decision {hours:g} hours after publishing (the deadline, "
+        f"DRESSVISION_TASK_DEADLINE_HOURS); {len(task.votes)} answer(s) so far"
+    )
+    _close_or_escalate(ports, workforce, task, "escalated", note)
+    summary.escalated += 1
+
+
+def _decide(
+    ports: Ports,
+    workforce: Workforce,
+    task: RelabelTask,
+    results: dict,
+    config: AggregationConfig,
+    summary: CollectSummary,
+) -> None:
+    summary.votes += len(task.votes)
+    record = ports.labels.get(task.image_id)
+    if record is None or record.facets.get(task.facet) != task.current_label:
+        # People changed the label since publishing: theirs stands; stop paying for answers.
+        workforce.finish(task)
+        ports.tasks.update(task.model_copy(update={"status": "conflict"}), task.version)
+        summary.conflicts += 1
+        return
+    if not task.votes:
+        if past_deadline(ports, task):
+            _escalate_late(ports, workforce, task, summary)
+        else:
+            summary.waiting += 1
+        return
+    labels = ports.taxonomy.labels(task.facet)
+    posterior = results[task.task_id].posterior
+    votes = [ports.taxonomy.index(task.facet, v.label) for v in task.votes]
+    decision = decide(posterior, votes, assigned=task.max_assignments, config=config)
+    if decision.outcome == Outcome.DECIDED:
+        label = labels[decision.label]
+        evidence = {
+            "task_id": task.task_id,
+            "provider": task.provider,
+            "posterior": round(decision.confidence, 4),
+            "votes": [{"worker": v.worker_id, "label": v.label} for v in task.votes],
+        }
+        result = _apply_outcome(ports, task, label, evidence)
+        workforce.finish(task)
+        status = "conflict" if result == "conflict" else "decided"
+        ports.tasks.update(
+            task.model_copy(
+                update={
+                    "status": status,
+                    "outcome": label,
+                    "outcome_posterior": decision.confidence,
+                }
+            ),
+            task.version,
+        )
+        summary.decided += result != "conflict"
+        summary.conflicts += result == "conflict"
+        summary.changed += result == "changed"
+        summary.confirmed += result == "confirmed"
+    elif past_deadline(ports, task):  # undecided past the deadline: staff decide
+        _escalate_late(ports, workforce, task, summary)
+    elif decision.outcome == Outcome.ASK_MORE:
+        workforce.request_more(task, decision.ask)
+        ports.tasks.update(
+            task.model_copy(update={"max_assignments": task.max_assignments + decision.ask}),
+            task.version,
+        )
+        summary.asked_more += 1
+    elif decision.outcome == Outcome.ESCALATE:
+        workforce.finish(task)
+        ports.tasks.update(task.model_copy(update={"status": "escalated"}), task.version)
+        summary.escalated += 1
+    else:
+        summary.waiting += 1
+
+
+def answer_as_staff(
+    ports: Ports,
+    task_id: str,
+    label: str,
+    *,
+    who: str = "staff",
+    workforce: Workforce | None = None,
+) -> str:
     """A staff member's answer decides the task (staff are the reference). Returns the result:
-    "changed", "confirmed" or "conflict"."""
+    "changed", "confirmed" or "conflict".
+
+    A task published to a provider (an MTurk HIT, A2I loops) is then finished there with
+    `workforce` (the task's provider): answers given so far are paid and the HIT expires, so
+    workers stop answering a decided question. Without it the task's external work stays
+    open: a warning says so."""
     task = ports.tasks.get(task_id)
     if task is None:
         raise NotFoundError(f"no task {task_id!r}; see `dressvision tasks list`")
@@ -372,6 +490,18 @@ def answer_as_staff(ports: Ports, task_id: str, label: str, *, who: str = "staff
         ),
         task.version,
     )
+    if task.external_id:
+        if workforce is not None and workforce.name == task.provider:
+            workforce.finish(task)
+        else:
+            logger.warning(
+                "task %s is decided, but its %s work %s is still open: finish it with the %s "
+                "workforce",
+                task_id,
+                task.provider,
+                task.external_id,
+                task.provider,
+            )
     return result
 
 

@@ -67,6 +67,10 @@ class RelabelTask(BaseModel):
     max_assignments: int = Field(ge=1)
     outcome: str | None = None
     outcome_posterior: Probability | None = None
+    # What happened that people should know: the last collect failure of this task, why it
+    # was escalated or closed. `failures` counts the collect passes that failed on it.
+    note: str | None = Field(default=None, max_length=1000)
+    failures: int = Field(default=0, ge=0)
     version: int = Field(default=1, ge=1)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

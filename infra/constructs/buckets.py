@@ -15,6 +15,9 @@ from shared.keys import CATALOG_PREFIX, MANIFEST_PREFIX
 ABORT_UPLOADS_AFTER = Duration.days(7)
 LOG_RETENTION = Duration.days(365)
 NONCURRENT_RETENTION = Duration.days(90)  # old model versions stay restorable this long
+# A photo overwritten by a bad re-upload is restored by ingest within seconds; replaced photos
+# stay restorable by hand this long.
+CATALOG_NONCURRENT_RETENTION = Duration.days(30)
 MANIFEST_RETENTION = Duration.days(30)  # a manifest is read by its job within hours
 
 
@@ -56,8 +59,14 @@ class DataBuckets(Construct):
                     max_age=3000,
                 )
             ],
+            # Versioned: a truncated or corrupt re-upload never destroys a good photo; ingest
+            # makes the last good version current again (lambdas/ingest.py).
+            versioned=True,
             lifecycle_rules=[
-                s3.LifecycleRule(abort_incomplete_multipart_upload_after=ABORT_UPLOADS_AFTER)
+                s3.LifecycleRule(
+                    abort_incomplete_multipart_upload_after=ABORT_UPLOADS_AFTER,
+                    noncurrent_version_expiration=CATALOG_NONCURRENT_RETENTION,
+                )
             ],
         )
         self.artifacts = s3.Bucket(

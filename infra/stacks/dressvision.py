@@ -163,6 +163,8 @@ class DressvisionStack(Stack):
 
         grants = RoleGrants(ingest.role)
         grants.objects(self.buckets.catalog, CATALOG_PREFIX, read=True)
+        # Put (no delete): copying the last good version back over a bad re-upload.
+        grants.objects(self.buckets.catalog, CATALOG_PREFIX, write=True)
         grants.objects(self.buckets.artifacts, MODELS_PREFIX, read=True)  # current.json
         grants.objects(self.buckets.artifacts, MANIFEST_PREFIX, write=True)
         grants.table(self.tables.labels, write=True)

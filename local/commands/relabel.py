@@ -169,7 +169,18 @@ def run_tasks_list(args) -> int:
 
 def run_answer(args) -> int:
     runtime = LocalRuntime.open(args.home)
-    result = answer_as_staff(runtime.ports, args.task_id, args.label, who=args.who)
+    task = runtime.ports.tasks.get(args.task_id)
+    workforce = None
+    if task is not None and task.external_id:  # stop the HIT / loops the task was sent to
+        try:
+            workforce = build_workforce(
+                replace(runtime.settings, workforce=task.provider), runtime.ports
+            )
+        except ConfigurationError as exc:
+            print(f"warning: {task.provider} is not configured ({exc})", file=sys.stderr)
+    result = answer_as_staff(
+        runtime.ports, args.task_id, args.label, who=args.who, workforce=workforce
+    )
     print(
         {
             "changed": "label updated",

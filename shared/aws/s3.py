@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from shared.errors import NotFoundError, ObjectStoreError
-from shared.ports import ObjectInfo, ObjectStore, StoredObject
+from shared.ports import ObjectInfo, ObjectStore, StoredObject, check_user_metadata
 
 # Error codes S3 uses for a missing key: GetObject says NoSuchKey, HeadObject (no body) says 404.
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -41,6 +41,7 @@ class S3ObjectStore(ObjectStore):
         content_type: str | None = None,
     ) -> ObjectInfo:
         meta = {k.lower(): str(v) for k, v in (metadata or {}).items()}
+        check_user_metadata(meta)  # a clear error here rather than S3's signature mismatch
         extra = {"ContentType": content_type} if content_type else {}
         response = self._call(
             "put_object", key, Bucket=self.bucket, Key=key, Body=body, Metadata=meta, **extra
@@ -112,6 +113,40 @@ class S3ObjectStore(ObjectStore):
 
     def delete(self, key: str) -> None:
         self._call("delete_object", key, Bucket=self.bucket, Key=key)
+
+    def restore(self, key: str, etag: str | None) -> bool:
+        """Copy the newest noncurrent version of `key` whose ETag is `etag` over the current one
+        (the bucket must be versioned; the catalog bucket is). The bad version stays as a
+        noncurrent version until the lifecycle rule expires it."""
+        if not etag:
+            return False
+        paginator = self.client.get_paginator("list_object_versions")
+        try:
+            versions = [
+                v
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=key)
+                for v in page.get("Versions", [])
+                if v["Key"] == key and not v.get("IsLatest") and v.get("VersionId") != "null"
+            ]
+        except _boto_errors() as exc:
+            raise self._error("list_object_versions", key, exc) from exc
+        versions.sort(key=lambda v: v["LastModified"], reverse=True)
+        for version in versions:
+            if version.get("ETag") == etag:
+                self._call(
+                    "copy_object",
+                    key,
+                    Bucket=self.bucket,
+                    Key=key,
+                    CopySource={
+                        "Bucket": self.bucket,
+                        "Key": key,
+                        "VersionId": version["VersionId"],
+                    },
+                    MetadataDirective="COPY",
+                )
+                return True
+        return False
 
     def url(self, key: str, expires_s: int = 3600) -> str:
         """A presigned GET URL valid for `expires_s` seconds."""

@@ -10,7 +10,8 @@ The key names are the schema, in `shared/keys.py`: `infra/` builds the table fro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -27,6 +28,10 @@ from shared.keys import (
 from shared.ports import TaskStore
 from shared.tasks import RelabelTask, TaskStatus, next_version
 
+# The spend ledger is one item of the same table. Its key can never be a task id (those end
+# in "#<round>"), and it has no status or external id, so it stays out of both indexes.
+LEDGER_KEY = "ledger#workforce-spend"
+LEDGER_SPENT = "spent"
 
 class DynamoDBTaskStore(_DynamoDBTable, TaskStore):
     """Relabel tasks in one DynamoDB table (see the module docstring)."""
@@ -93,7 +98,54 @@ class DynamoDBTaskStore(_DynamoDBTable, TaskStore):
                 ExpressionAttributeValues={":s": {"S": status}},
             )
         for item in items:
-            yield RelabelTask.model_validate_json(item[BODY]["S"])
+            if BODY in item:  # the scan also meets the spend ledger item
+                yield RelabelTask.model_validate_json(item[BODY]["S"])
+
+    def add_spend(
+        self, amount: Decimal, *, cap: Decimal, initial: Callable[[], Decimal]
+    ) -> tuple[bool, Decimal]:
+        """A conditional UpdateItem: the add happens only if the total stays within `cap`."""
+        key = {TASKS_PARTITION_KEY: {"S": LEDGER_KEY}}
+        if self._spent(key) is None:
+            try:
+                with self._errors():
+                    self.client.put_item(
+                        TableName=self.table_name,
+                        Item={**key, LEDGER_SPENT: {"N": str(Decimal(initial()))}},
+                        ConditionExpression="attribute_not_exists(#pk)",
+                        ExpressionAttributeNames={"#pk": TASKS_PARTITION_KEY},
+                    )
+            except ClientError as exc:
+                if _code(exc) != "ConditionalCheckFailedException":
+                    raise  # else another process created it first: fine
+        values = {":a": {"N": str(amount)}}
+        condition = {}
+        if amount > 0:  # giving back never fails
+            values[":room"] = {"N": str(cap - amount)}
+            condition = {"ConditionExpression": "#s <= :room"}
+        try:
+            with self._errors():
+                response = self.client.update_item(
+                    TableName=self.table_name,
+                    Key=key,
+                    UpdateExpression="SET #s = #s + :a",
+                    ExpressionAttributeNames={"#s": LEDGER_SPENT},
+                    ExpressionAttributeValues=values,
+                    ReturnValues="UPDATED_NEW",
+                    **condition,
+                )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            return False, self._spent(key) or Decimal(0)
+        return True, Decimal(response["Attributes"][LEDGER_SPENT]["N"])
+
+    def _spent(self, key: dict) -> Decimal | None:
+        with self._errors():
+            item = self.client.get_item(
+                TableName=self.table_name, Key=key, ConsistentRead=True
+            ).get("Item")
+        return Decimal(item[LEDGER_SPENT]["N"]) if item else None
 
     def find_by_external_id(self, external_id: str) -> RelabelTask | None:
         items = self._pages(

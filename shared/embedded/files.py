@@ -2,10 +2,13 @@
 
 Layout under `root`: objects at `root/<key>`; a JSON sidecar per object (metadata, content type,
 etag) and temporary files under `root/.dressvision-meta/`, a name no key may start with, so
-`list()` only ever sees real keys. Every file is written to a temporary file and moved into place
-with `os.replace`, so a reader sees the old or the new object, never half of one. The object and
-its sidecar are two files: a reader racing a writer may briefly pair a new body with old
-metadata; `get` recomputes the etag from the body it read, so that etag is always right.
+`list()` only ever sees real keys. With `versioned=True` (the catalog, as its S3 bucket is
+versioned) an overwritten object's previous bytes and sidecar are kept under
+`.dressvision-meta/versions/<hash of key>/`, one per distinct etag, so `restore` can bring a
+good photo back after a bad re-upload. Every file is written to a temporary file and moved into
+place with `os.replace`, so a reader sees the old or the new object, never half of one. The
+object and its sidecar are two files: a reader racing a writer may briefly pair a new body with
+old metadata; `get` recomputes the etag from the body it read, so that etag is always right.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from shared.errors import NotFoundError, ObjectStoreError, UnsafeKeyError
-from shared.ports import ObjectInfo, ObjectStore, StoredObject
+from shared.ports import ObjectInfo, ObjectStore, StoredObject, check_user_metadata
 
 META_DIR = ".dressvision-meta"
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"  # what S3 reports when none was given
@@ -51,13 +55,15 @@ def check_key(key: str) -> None:
 class LocalObjectStore(ObjectStore):
     """Objects as files under `root` (created if missing); `name` stands for the bucket."""
 
-    def __init__(self, root: Path, *, name: str):
+    def __init__(self, root: Path, *, name: str, versioned: bool = False):
         self.name = name
+        self.versioned = versioned
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         self._root = root.resolve()
         self._meta = self._root / META_DIR / "objects"
         self._tmp = self._root / META_DIR / "tmp"
+        self._versions = self._root / META_DIR / "versions"
         self._meta.mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(parents=True, exist_ok=True)
 
@@ -75,6 +81,7 @@ class LocalObjectStore(ObjectStore):
     ) -> ObjectInfo:
         """Write `body` at `key` atomically, with its metadata (keys lower-cased, like S3)."""
         path = self._path(key)
+        check_user_metadata(metadata or {})
         info = ObjectInfo(
             key=key,
             size=len(body),
@@ -85,6 +92,8 @@ class LocalObjectStore(ObjectStore):
         sidecar = {"etag": info.etag, "metadata": info.metadata, "content_type": info.content_type}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if self.versioned and path.is_file():
+                self._keep_version(key, path)
             self._write_atomic(path, body)
         except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
             # S3 can hold both 'a' and 'a/b'; a folder cannot.
@@ -171,6 +180,21 @@ class LocalObjectStore(ObjectStore):
                 return
         self._prune_empty_folders(path.parent)
 
+    def restore(self, key: str, etag: str | None) -> bool:
+        """Put the kept version of `key` with `etag` back in place (see the module docstring)."""
+        if not self.versioned or not etag:
+            return False
+        kept = self._versions / _key_hash(key) / etag.strip('"')
+        try:
+            body = (kept / "body").read_bytes()
+            sidecar = json.loads((kept / "sidecar.json").read_text())
+        except FileNotFoundError:
+            return False
+        self.put(
+            key, body, metadata=sidecar.get("metadata"), content_type=sidecar.get("content_type")
+        )
+        return True
+
     def url(self, key: str, expires_s: int = 3600) -> str:
         """A `file://` URL (it does not expire; `expires_s` is for S3's signed URLs)."""
         return self._path(key).as_uri()
@@ -197,7 +221,19 @@ class LocalObjectStore(ObjectStore):
 
     def _sidecar(self, key: str) -> Path:
         # Hashed names: flat, bounded length, and never clash with each other or with keys.
-        return self._meta / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+        return self._meta / f"{_key_hash(key)}.json"
+
+    def _keep_version(self, key: str, path: Path) -> None:
+        """Keep the current object of `key` (one copy per distinct etag) before it is replaced."""
+        info = self._info(key, path)
+        kept = self._versions / _key_hash(key) / (info.etag or "").strip('"')
+        if (kept / "body").is_file():
+            return
+        kept.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, kept / "body")
+        sidecar = {"etag": info.etag, "metadata": dict(info.metadata)}
+        sidecar["content_type"] = info.content_type
+        (kept / "sidecar.json").write_text(json.dumps(sidecar))
 
     def _info(self, key: str, path: Path, *, body: bytes | None = None) -> ObjectInfo:
         try:
@@ -238,3 +274,7 @@ class LocalObjectStore(ObjectStore):
             except OSError:
                 return
             folder = folder.parent
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()

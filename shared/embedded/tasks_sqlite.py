@@ -8,7 +8,8 @@ columns we query on.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 from shared.embedded.sqlite import _Database, _pages
@@ -26,7 +27,12 @@ CREATE TABLE IF NOT EXISTS relabel_tasks (
 );
 CREATE INDEX IF NOT EXISTS relabel_tasks_by_status ON relabel_tasks (status, task_id);
 CREATE INDEX IF NOT EXISTS relabel_tasks_by_external_id ON relabel_tasks (external_id);
+CREATE TABLE IF NOT EXISTS spend_ledger (
+    name TEXT PRIMARY KEY,
+    spent TEXT NOT NULL
+);
 """
+LEDGER = "workforce-spend"
 
 
 class SqliteTaskStore(TaskStore):
@@ -81,6 +87,34 @@ class SqliteTaskStore(TaskStore):
         with self._db.reading() as conn:
             for body in _pages(conn, query + "ORDER BY task_id LIMIT ?", params):
                 yield RelabelTask.model_validate_json(body)
+
+    def add_spend(
+        self, amount: Decimal, *, cap: Decimal, initial: Callable[[], Decimal]
+    ) -> tuple[bool, Decimal]:
+        """One write transaction (BEGIN IMMEDIATE): read, check, write cannot interleave."""
+        seed = None
+        with self._db.reading() as conn:
+            row = conn.execute(
+                "SELECT spent FROM spend_ledger WHERE name = ?", (LEDGER,)
+            ).fetchone()
+        if row is None:
+            seed = Decimal(initial())  # read outside the write lock (it may list every task)
+        with self._db.writing() as conn:
+            row = conn.execute(
+                "SELECT spent FROM spend_ledger WHERE name = ?", (LEDGER,)
+            ).fetchone()
+            spent = Decimal(row[0]) if row else Decimal(seed if seed is not None else 0)
+            total = spent + amount
+            if amount > 0 and total > cap:
+                added, total = False, spent
+            else:
+                added = True
+            conn.execute(
+                "INSERT INTO spend_ledger (name, spent) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET spent = excluded.spent",
+                (LEDGER, str(total)),
+            )
+        return added, total
 
     def find_by_external_id(self, external_id: str) -> RelabelTask | None:
         with self._db.reading() as conn:

@@ -236,7 +236,14 @@ class A2IWorkforce(Workforce):
         body = reader(uri)
         if len(body) > MAX_OUTPUT_BYTES:
             raise ValueError(f"human loop output {uri} is over {MAX_OUTPUT_BYTES} bytes")
-        output = json.loads(body)
+        # Untrusted: a truncated or deeply nested document is a failure of this task's fetch
+        # (a ValueError the collect pass records on the task), never a crash of the pass.
+        try:
+            output = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"human loop output {uri} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ValueError(f"human loop output {uri} is nested too deeply") from None
         return output if isinstance(output, dict) else {}
 
 

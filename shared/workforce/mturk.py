@@ -13,7 +13,10 @@ otherwise.
   token of (task id, new total) the same way.
 - Budget: before paying for anything, rewards plus MTurk's fee (20%, at least $0.01 per
   assignment; 10 or more assignments per HIT cost 20% more, so we refuse them) must fit in both
-  the remaining budget and the account's available balance, else `BudgetExceededError`.
+  the remaining budget and the account's available balance, else `BudgetExceededError`. With a
+  `ledger` (the TaskStore: a conditional write in the Tasks table or SQLite) the spend is
+  reserved in shared, current state before each call, so the review and collect Lambdas (or two
+  CLI runs) can never pass the cap together; a refused or failed call gives it back.
 - Answers are untrusted: parsed from the QuestionFormAnswers XML without DTDs or entities,
   then validated against the task's labels (`accept_votes`). Assignments are approved, never
   rejected automatically: disagreeing is not cheating, and aggregation down-weights spammers.
@@ -29,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 from xml.etree import ElementTree
 
 from botocore.exceptions import ClientError
@@ -89,6 +92,14 @@ class HitTypeSettings:
     )
 
 
+class SpendLedger(Protocol):
+    """Shared spend (`TaskStore.add_spend`)."""
+
+    def add_spend(
+        self, amount: Decimal, *, cap: Decimal, initial: Callable[[], Decimal]
+    ) -> tuple[bool, Decimal]: ...
+
+
 def assignment_cost(reward_usd: Decimal, assignments: int) -> Decimal:
     """What `assignments` answers cost: reward plus MTurk's fee (20%, at least $0.01)."""
     return assignments * (reward_usd + max(reward_usd * FEE_RATE, MIN_FEE_USD))
@@ -136,6 +147,8 @@ def parse_answer(answer_xml: str) -> object:
         answers = json.loads(texts[0])
     except json.JSONDecodeError as exc:
         raise ValueError(f"{ANSWER_FIELD} is not JSON: {exc}") from None
+    except RecursionError:  # "[[[[...]]]]" under the size cap
+        raise ValueError(f"{ANSWER_FIELD} is nested too deeply to be an answer") from None
     if not isinstance(answers, list) or len(answers) != 1:
         raise ValueError(f"{ANSWER_FIELD} must be a list of one answer object")
     return answer_label(answers[0])
@@ -151,20 +164,23 @@ class MTurkWorkforce(Workforce):
         *,
         budget_usd: Decimal,
         spent_usd: Callable[[], Decimal] | None = None,
+        ledger: SpendLedger | None = None,
         hit_type: HitTypeSettings | None = None,
         production: bool = False,
         notification_queue_url: str | None = None,
         client: Any = None,
     ):
-        """`spent_usd` tells what was committed before this process (e.g. `committed_spend`
-        over the task store); it is read once, then each publish adds its cost. Concurrent
-        publishers may each spend up to the cap: the account balance is the hard stop."""
+        """`spent_usd` tells what was committed before (e.g. `committed_spend` over the task
+        store). With a `ledger` (production: the TaskStore) every spend is checked against and
+        reserved in that shared ledger, which starts at `spent_usd()`; without one (tests, a
+        single process) `spent_usd` is read once and each publish adds its cost."""
         self.budget_usd = Decimal(budget_usd)
         self.hit_type = hit_type or HitTypeSettings()
         self.production = production
         self.notification_queue_url = notification_queue_url or None
         self._spent_source = spent_usd or (lambda: Decimal(0))
         self._spent: Decimal | None = None
+        self._ledger = ledger
         self._client = client
         self._hit_type_id: str | None = None
 
@@ -234,8 +250,8 @@ class MTurkWorkforce(Workforce):
             return task.external_id  # published before: the 24-hour token may have expired
         _check_cap(task.max_assignments)
         cost = assignment_cost(self.hit_type.reward_usd, task.max_assignments)
-        self._check_budget(cost, task)
         question = html_question(mturk_html(task, image_url), self.hit_type.frame_height)
+        self._check_budget(cost, task)
         try:
             response = self.client.create_hit_with_hit_type(
                 HITTypeId=self.hit_type_id,
@@ -246,11 +262,15 @@ class MTurkWorkforce(Workforce):
                 UniqueRequestToken=request_token("hit", task.task_id),
             )
         except ClientError as exc:
+            self._give_back(cost)  # nothing new was bought
             if not _token_reused(exc):
                 raise
             hit_id = self._existing_hit(task, exc)
             logger.info("task %s was already published as HIT %s", task.task_id, hit_id)
             return hit_id
+        except BaseException:
+            self._give_back(cost)
+            raise
         self._spent = self._spent_so_far() + cost
         return response["HIT"]["HITId"]
 
@@ -292,6 +312,7 @@ class MTurkWorkforce(Workforce):
                 UniqueRequestToken=request_token("more", task.task_id, total),
             )
         except ClientError as exc:
+            self._give_back(cost)
             if not _token_reused(exc):
                 raise
             logger.info("task %s: %d more assignments were already requested", task.task_id, extra)
@@ -319,19 +340,37 @@ class MTurkWorkforce(Workforce):
         return self._spent
 
     def _check_budget(self, cost: Decimal, task: RelabelTask) -> None:
-        remaining = self.budget_usd - self._spent_so_far()
-        if cost > remaining:
+        """Reserve `cost` within the budget (in the shared ledger when there is one), then
+        check the account balance; the caller gives the reservation back if the call fails."""
+        if self._ledger is not None:
+            added, total = self._ledger.add_spend(
+                cost, cap=self.budget_usd, initial=self._spent_source
+            )
+            remaining = self.budget_usd - total
+        else:
+            remaining = self.budget_usd - self._spent_so_far()
+            added = cost <= remaining
+        if not added:
             raise BudgetExceededError(
                 f"task {task.task_id} would cost {_usd(cost)}, over the {_usd(remaining)} left "
                 f"of the {_usd(self.budget_usd)} budget; raise DRESSVISION_MTURK_BUDGET_USD to "
                 "go on"
             )
-        balance = Decimal(self.client.get_account_balance()["AvailableBalance"])
+        try:
+            balance = Decimal(self.client.get_account_balance()["AvailableBalance"])
+        except BaseException:
+            self._give_back(cost)
+            raise
         if cost > balance:
+            self._give_back(cost)
             raise BudgetExceededError(
                 f"task {task.task_id} would cost {_usd(cost)}, over the account's available "
                 f"balance {_usd(balance)}; fund the MTurk requester account to go on"
             )
+
+    def _give_back(self, cost: Decimal) -> None:
+        if self._ledger is not None:
+            self._ledger.add_spend(-cost, cap=self.budget_usd, initial=self._spent_source)
 
     def _existing_hit(self, task: RelabelTask, exc: ClientError) -> str:
         """The HIT an earlier call with the same token created."""

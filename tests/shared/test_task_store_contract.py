@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import boto3
 import pytest
@@ -243,3 +244,47 @@ def test_dynamodb_item_carries_index_keys_and_leaves_external_id_out_until_set(a
         i["IndexName"]: i["KeySchema"][0]["AttributeName"] for i in table["GlobalSecondaryIndexes"]
     }
     assert indexes == {"by_status": "status", "by_external_id": "external_id"}
+
+
+# -- the spend ledger behind the MTurk budget (two stores on one state stand for two Lambdas) --
+CAP = Decimal("1.00")
+
+
+def test_the_ledger_starts_from_what_was_committed_and_never_passes_the_cap(backend):
+    review, collect = backend(), backend()
+    assert review.add_spend(Decimal("0.18"), cap=CAP, initial=lambda: Decimal("0.50")) == (
+        True,
+        Decimal("0.68"),
+    )
+    # The other process sees the same number at once, and the initial value is not re-read.
+    assert collect.add_spend(Decimal("0.30"), cap=CAP, initial=lambda: Decimal(99)) == (
+        True,
+        Decimal("0.98"),
+    )
+    assert review.add_spend(Decimal("0.18"), cap=CAP, initial=lambda: Decimal(0)) == (
+        False,
+        Decimal("0.98"),
+    )
+    assert collect.add_spend(Decimal("-0.30"), cap=CAP, initial=lambda: Decimal(0)) == (
+        True,
+        Decimal("0.68"),
+    )
+
+
+def test_concurrent_spends_stay_within_the_cap(backend):
+    stores = [backend() for _ in range(4)]
+
+    def spend(i: int) -> bool:
+        added, _ = stores[i % 4].add_spend(Decimal("0.18"), cap=CAP, initial=lambda: Decimal(0))
+        return added
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(spend, range(12)))
+    assert sum(results) == 5
+
+
+def test_the_ledger_never_shows_up_as_a_task(backend):
+    store = backend()
+    store.create(make_task())
+    store.add_spend(Decimal("0.18"), cap=CAP, initial=lambda: Decimal(0))
+    assert [t.task_id for t in store.list()] == [make_task().task_id]
