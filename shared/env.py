@@ -47,6 +47,9 @@ MTURK_REWARD_USD = "DRESSVISION_MTURK_REWARD_USD"  # per assignment, before MTur
 MTURK_BUDGET_USD = "DRESSVISION_MTURK_BUDGET_USD"  # cap on rewards + fees of all published HITs
 MTURK_NOTIFICATION_QUEUE_URL = "DRESSVISION_MTURK_NOTIFICATION_QUEUE_URL"  # SQS for answers
 A2I_FLOW_DEFINITION_ARN = "DRESSVISION_A2I_FLOW_DEFINITION_ARN"
+# Workers whose estimated accuracy (Dawid-Skene, once they answered enough) is below this are
+# kept out of new tasks (MTurk: a qualification; A2I and staff: reported). 0 = nobody is.
+MIN_WORKER_ACCURACY = "DRESSVISION_MIN_WORKER_ACCURACY"
 SIMULATED_SEED = "DRESSVISION_SIMULATED_SEED"  # simulated workers: same seed, same answers
 SIMULATED_TRUTH = "DRESSVISION_SIMULATED_TRUTH"  # labels_true.csv the simulated workers see
 
@@ -126,6 +129,7 @@ class Settings:
     simulated_truth: str = ""
     review_queue_url: str = ""
     retrain_threshold: int = 50
+    min_worker_accuracy: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -138,6 +142,11 @@ class Settings:
             )
         if self.max_assignments < 1:
             raise ValueError(f"{MAX_ASSIGNMENTS} must be at least 1, got {self.max_assignments}")
+        if not 0.0 <= self.min_worker_accuracy < 1.0:
+            raise ValueError(
+                f"{MIN_WORKER_ACCURACY} must be in [0, 1) (e.g. 0.5; 0 keeps everybody), got "
+                f"{self.min_worker_accuracy}"
+            )
         if self.mturk_reward_usd <= 0 or self.mturk_budget_usd < 0:
             raise ValueError(f"{MTURK_REWARD_USD} must be > 0 and {MTURK_BUDGET_USD} >= 0")
 
@@ -165,6 +174,7 @@ class Settings:
             simulated_truth=env.get(SIMULATED_TRUTH, ""),
             review_queue_url=env.get(REVIEW_QUEUE_URL, ""),
             retrain_threshold=_int(env, RETRAIN_THRESHOLD, cls.retrain_threshold),
+            min_worker_accuracy=_float(env, MIN_WORKER_ACCURACY, cls.min_worker_accuracy),
             job_definitions={
                 k[len(JOB_DEFINITION_PREFIX) :].lower(): v
                 for k, v in env.items()
@@ -213,6 +223,7 @@ class Settings:
             SIMULATED_TRUTH: self.simulated_truth,
             REVIEW_QUEUE_URL: self.review_queue_url,
             RETRAIN_THRESHOLD: str(self.retrain_threshold),
+            MIN_WORKER_ACCURACY: repr(self.min_worker_accuracy),
         }
         for name, definition in self.job_definitions.items():
             env[JOB_DEFINITION_PREFIX + name.upper()] = definition

@@ -28,11 +28,17 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from shared.aggregation import AggregationConfig, Outcome, dawid_skene, decide
+from shared.aggregation import (
+    AggregationConfig,
+    Outcome,
+    dawid_skene,
+    decide,
+    summarize_workers,
+)
 from shared.errors import BudgetExceededError, ConflictError, NotFoundError
 from shared.keys import SNAPSHOT_PREFIX
 from shared.messages import JobRequest
-from shared.ports import Ports, Workforce
+from shared.ports import Ports, WorkerRecord, Workforce
 from shared.records import ImageStatus, LabelRecord, LabelSource
 from shared.suspicious import rank_suspicious
 from shared.tasks import RelabelTask, Vote
@@ -281,9 +287,12 @@ def collect(
     answered = {t.task_id: t for t in ports.tasks.list() if t.votes}
     answered.update({t.task_id: t for t in open_tasks if t.votes})
     results = {}
+    per_facet = []
     for facet, votes in _vote_triples(list(answered.values()), ports).items():
         k = len(ports.taxonomy.labels(facet))
-        results.update(dawid_skene(votes, k, config=config).tasks)
+        per_facet.append(dawid_skene(votes, k, config=config))
+        results.update(per_facet[-1].tasks)
+    record_workers(ports, workforce, list(answered.values()), per_facet)
 
     for task in open_tasks:
         summary.votes += len(task.votes)
@@ -341,6 +350,48 @@ def collect(
             summary.waiting += 1
     summary.train_job = maybe_retrain(ports)
     return summary
+
+
+def record_workers(
+    ports: Ports, workforce: Workforce, tasks: list[RelabelTask], per_facet: list
+) -> list[WorkerRecord]:
+    """Keep what Dawid-Skene estimated about each worker (shown by `dressvision workers`), and
+    keep this workforce's workers below DRESSVISION_MIN_WORKER_ACCURACY out of new tasks where
+    the provider can enforce it (MTurk); elsewhere they are reported as excluded."""
+    if not per_facet:
+        return []
+    provider_of = {v.worker_id: t.provider for t in tasks for v in t.votes}
+    threshold = ports.settings.min_worker_accuracy
+    now = datetime.now(UTC)
+    records = [
+        WorkerRecord(
+            provider=provider_of[worker_id],
+            worker_id=str(worker_id),
+            answers=s.answers,
+            accuracy=s.accuracy,
+            spammer_score=s.spammer_score,
+            likely_spammer=s.likely_spammer,
+            excluded=threshold > 0 and s.below(threshold),
+            updated_at=now,
+        )
+        for worker_id, s in summarize_workers(per_facet).items()
+    ]
+    before = {w.worker_id: w.excluded for w in ports.tasks.workers(workforce.name)}
+    ports.tasks.put_workers(records)
+    excluded = [  # newly excluded: a provider's exclusion is kept, once is enough
+        r.worker_id
+        for r in records
+        if r.excluded and r.provider == workforce.name and not before.get(r.worker_id)
+    ]
+    if excluded and not workforce.exclude_workers(excluded):
+        logger.warning(
+            "%d %s workers are below the accuracy threshold %.2f but the provider cannot keep "
+            "them out: see `dressvision workers`",
+            len(excluded),
+            workforce.name,
+            threshold,
+        )
+    return records
 
 
 def answer_as_staff(ports: Ports, task_id: str, label: str, *, who: str = "staff") -> str:

@@ -6,18 +6,23 @@ notification. `external_id` is written only when set, so unpublished tasks stay 
 index (a sparse index). GSI reads are eventually consistent: a task updated a moment ago may
 still be listed under its old status; `find_by_external_id` re-reads the task consistently.
 The key names below are the schema: `infra/` imports them so the CDK table matches.
+
+Worker records share the table (no new table, no new grant): partition `worker#<provider>#<id>`,
+marked by a `record_type` attribute, without `status` or `external_id`, so they stay out of both
+indexes; the scan of `list()` filters them out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from shared.aws.dynamodb import BODY, VERSION, _DynamoDBTable
 from shared.errors import ConflictError, NotFoundError
-from shared.ports import TaskStore
+from shared.ports import TaskStore, WorkerRecord
 from shared.tasks import RelabelTask, TaskStatus, next_version
 
 TASKS_PARTITION_KEY = "task_id"
@@ -25,6 +30,9 @@ TASKS_STATUS = "status"
 TASKS_EXTERNAL_ID = "external_id"
 TASKS_BY_STATUS_INDEX = "by_status"  # partition status
 TASKS_BY_EXTERNAL_ID_INDEX = "by_external_id"  # partition external_id
+RECORD_TYPE = "record_type"  # set on worker items only
+WORKER_RECORD = "worker"
+WORKER_KEY_PREFIX = "worker#"
 
 
 class DynamoDBTaskStore(_DynamoDBTable, TaskStore):
@@ -82,7 +90,11 @@ class DynamoDBTaskStore(_DynamoDBTable, TaskStore):
 
     def list(self, status: TaskStatus | None = None) -> Iterator[RelabelTask]:
         if status is None:
-            items = self._pages("scan")
+            items = self._pages(
+                "scan",
+                FilterExpression="attribute_not_exists(#t)",
+                ExpressionAttributeNames={"#t": RECORD_TYPE},
+            )
         else:
             items = self._pages(
                 "query",
@@ -105,6 +117,31 @@ class DynamoDBTaskStore(_DynamoDBTable, TaskStore):
         task_ids = sorted(item[TASKS_PARTITION_KEY]["S"] for item in items)
         # The index is eventually consistent: read the task itself for its current state.
         return self.get(task_ids[0]) if task_ids else None
+
+    def put_workers(self, workers: Iterable[WorkerRecord]) -> None:
+        for worker in workers:
+            with self._errors():
+                self.client.put_item(
+                    TableName=self.table_name,
+                    Item={
+                        TASKS_PARTITION_KEY: {
+                            "S": f"{WORKER_KEY_PREFIX}{worker.provider}#{worker.worker_id}"
+                        },
+                        RECORD_TYPE: {"S": WORKER_RECORD},
+                        BODY: {"S": json.dumps(worker.to_json())},
+                    },
+                )
+
+    def workers(self, provider: str | None = None) -> Iterator[WorkerRecord]:
+        prefix = WORKER_KEY_PREFIX + (f"{provider}#" if provider is not None else "")
+        items = self._pages(
+            "scan",
+            FilterExpression="#t = :worker AND begins_with(#pk, :prefix)",
+            ExpressionAttributeNames={"#t": RECORD_TYPE, "#pk": TASKS_PARTITION_KEY},
+            ExpressionAttributeValues={":worker": {"S": WORKER_RECORD}, ":prefix": {"S": prefix}},
+        )
+        for item in items:
+            yield WorkerRecord.from_json(json.loads(item[BODY]["S"]))
 
 
 def _code(exc: ClientError) -> str | None:

@@ -94,5 +94,5 @@ def test_simulated_crowd_fixes_the_labels(home, capsys):
 
 
 def test_review_before_any_model_says_what_to_do(tmp_path, capsys):
-    assert main(["--home", str(tmp_path), "review", "--json"]) == 2
+    assert main(["--home", str(tmp_path), "review", "--json"]) == 1
     assert "dressvision train" in capsys.readouterr().err
