@@ -338,8 +338,8 @@ def decide(
 
 # --- Worker quality: what Dawid-Skene learned about each worker, kept and judged -------------
 
-ANSWERS_PER_CLASS_TO_JUDGE = 3  # a facet's estimate counts once a worker gave 3 x K answers
-SPAMMER_SCORE_LIMIT = 0.2  # below this, a worker's answers hardly depend on the true class
+ANSWERS_PER_CLASS_TO_JUDGE = 5  # a facet's estimate counts once a worker gave 5 x K answers
+SPAMMER_SCORE_LIMIT = 0.3  # below this, a worker's answers hardly depend on the true class
 
 
 def spammer_score(confusion: np.ndarray) -> float:

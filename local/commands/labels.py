@@ -22,8 +22,8 @@ def register(commands) -> None:
             "Dump every image's current labels. JSON: a list of {image_id, product_id, split, "
             "status, facets: {FACET: LABEL or null}}. CSV: the import format plus status and "
             "reason columns. COCO: the usable images (file_name = object key, width, height, "
-            "split, facets), one 'dress' annotation per dress box (bbox [x, y, w, h], area, "
-            "the facet labels as attributes), for pycocotools, FiftyOne and other COCO tools."
+            "split, facets), one 'dress' annotation per dress box (bbox [x, y, w, h], the box "
+            "as segmentation polygon, area, the facet labels as attributes), for pycocotools, FiftyOne and other COCO tools."
         ),
     )
     export.add_argument("--format", choices=("csv", "json", "coco"), default="csv")
@@ -75,6 +75,8 @@ def export_coco(records: list[LabelRecord], facets: tuple[str, ...]) -> dict:
                     "image_id": number,
                     "category_id": COCO_DRESS_CATEGORY["id"],
                     "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    # The box as a polygon: tools that want a region (masks) get the box.
+                    "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
                     "area": (x1 - x0) * (y1 - y0),
                     "iscrowd": 0,
                     "attributes": labels,
