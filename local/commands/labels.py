@@ -23,7 +23,8 @@ def register(commands) -> None:
             "status, facets: {FACET: LABEL or null}}. CSV: the import format plus status and "
             "reason columns. COCO: the usable images (file_name = object key, width, height, "
             "split, facets), one 'dress' annotation per dress box (bbox [x, y, w, h], the box "
-            "as segmentation polygon, area, the facet labels as attributes), for pycocotools, FiftyOne and other COCO tools."
+            "as segmentation polygon, area, the facet labels as attributes), for pycocotools, "
+            "FiftyOne and other COCO tools."
         ),
     )
     export.add_argument("--format", choices=("csv", "json", "coco"), default="csv")

@@ -58,7 +58,8 @@ def test_coco_export_loads_with_pycocotools(home, tmp_path, capsys):
     images = {img["dressvision_id"]: img for img in coco.loadImgs(coco.getImgIds())}
     assert set(images) == {"p1/front", "p2/side"}
     front, side = images["p1/front"], images["p2/side"]
-    assert (front["file_name"], front["width"], front["height"]) == ("catalog/p1/front.jpg", 200, 300)
+    assert front["file_name"] == "catalog/p1/front.jpg"
+    assert (front["width"], front["height"]) == (200, 300)
     assert (front["split"], side["split"]) == ("train", "test")
     assert side["facets"]["occasion"] == "party" and side["facets"]["neckline"] is None
     assert coco.getAnnIds(imgIds=[side["id"]]) == []

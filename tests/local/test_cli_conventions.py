@@ -96,8 +96,8 @@ def test_collect_json_prints_every_key_when_nothing_is_open(tmp_path, capsys):
 def test_read_only_commands_create_no_state(tmp_path, capsys, argv):
     missing, empty = tmp_path / "missing", tmp_path / "empty"
     empty.mkdir()
-    for home in (missing, empty):
-        assert main(["--home", str(home), *argv]) == 0
+    for state in (missing, empty):
+        assert main(["--home", str(state), *argv]) == 0
         printed = json.loads(capsys.readouterr().out)
         assert printed == [] or printed["images"] == []
     assert not missing.exists() and list(empty.iterdir()) == []

@@ -6,14 +6,30 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import boto3
+import pytest
 from botocore.stub import Stubber
 
-from shared.workforce.mturk import LOW_QUALITY_QUALIFICATION_NAME, MTurkWorkforce
-from tests.shared.test_workforce_mturk import (  # noqa: F401 (fixtures)
-    HIT_TYPE_ID,
-    client,
-    stub,
+from shared.workforce.mturk import (
+    LOW_QUALITY_QUALIFICATION_NAME,
+    SANDBOX_ENDPOINT,
+    MTurkWorkforce,
 )
+
+HIT_TYPE_ID = "3HYWIMA2HXZ5SZ8K3SZ0C0UW4ZRLSS"
+
+
+@pytest.fixture
+def client(aws_env):
+    return boto3.client("mturk", region_name="us-east-1", endpoint_url=SANDBOX_ENDPOINT)
+
+
+@pytest.fixture
+def stub(client):
+    with Stubber(client) as stubber:
+        yield stubber
+        stubber.assert_no_pending_responses()
+
 
 QUALIFICATION_ID = "3QUALXXXXXXXXXXXXXXXXXXXXXXXXX"
 
