@@ -53,6 +53,19 @@ MIN_WORKER_ACCURACY = "DRESSVISION_MIN_WORKER_ACCURACY"
 SIMULATED_SEED = "DRESSVISION_SIMULATED_SEED"  # simulated workers: same seed, same answers
 SIMULATED_TRUTH = "DRESSVISION_SIMULATED_TRUTH"  # labels_true.csv the simulated workers see
 
+# CloudWatch metrics of the Lambdas (embedded metric format, in their logs): the namespace, the
+# one dimension, and the metric names (infra's alarms refer to them).
+METRICS_NAMESPACE = "dressvision"
+METRICS_SERVICE = "dressvision"  # the "service" dimension of every metric
+METRIC_IMAGES_INGESTED = "ImagesIngested"  # registered or updated, valid
+METRIC_IMAGES_INVALID = "ImagesInvalid"
+METRIC_JOBS_SUBMITTED = "JobsSubmitted"
+METRIC_TASKS_PUBLISHED = "TasksPublished"
+METRIC_ANSWERS_RECEIVED = "AnswersReceived"
+METRIC_LABELS_CHANGED = "LabelsChanged"
+METRIC_BUDGET_SPENT_USD = "BudgetSpentUSD"  # by this invocation (MTurk rewards and fees)
+METRIC_BUDGET_LEFT_USD = "BudgetLeftUSD"  # of the cap, after this invocation
+
 # Set by AWS Batch on array-job children; set the same way by the local job runner.
 BATCH_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
 BATCH_JOB_ID = "AWS_BATCH_JOB_ID"

@@ -201,6 +201,7 @@ class CollectSummary:
     conflicts: int = 0
     waiting: int = 0
     votes: int = 0
+    answers_received: int = 0  # new answers fetched by this pass
     train_job: str | None = None
 
     def to_json(self) -> dict:
@@ -278,11 +279,11 @@ def collect(
     labels; then maybe retrain."""
     config = config or AggregationConfig(max_assignments=max(9, ports.settings.max_assignments))
     summary = CollectSummary()
-    open_tasks = [
-        _refresh_votes(ports, workforce, t)
-        for t in ports.tasks.list("open")
-        if t.provider == workforce.name
-    ]
+    mine = [t for t in ports.tasks.list("open") if t.provider == workforce.name]
+    open_tasks = [_refresh_votes(ports, workforce, t) for t in mine]
+    summary.answers_received = sum(len(t.votes) for t in open_tasks) - sum(
+        len(t.votes) for t in mine
+    )
     # Reliability is estimated across every answered task of the facet, decided ones included.
     answered = {t.task_id: t for t in ports.tasks.list() if t.votes}
     answered.update({t.task_id: t for t in open_tasks if t.votes})

@@ -75,7 +75,8 @@ def register(commands) -> None:
         "--json",
         action="store_true",
         help='print {"decided", "changed", "confirmed", "asked_more", "escalated", "conflicts", '
-        '"waiting", "votes", "train_job"}, every key always (0 or null when nothing happened)',
+        '"waiting", "votes", "answers_received", "train_job"}, every key always (0 or null '
+        "when nothing happened)",
     )
     _workforce_options(collect_parser)
     collect_parser.set_defaults(func=run_collect)

@@ -111,7 +111,7 @@ def _receive_all(aws) -> dict:
     }
 
 
-def test_an_upload_is_registered_in_dynamodb_and_submits_inference(aws, make_jpeg):
+def test_an_upload_is_registered_in_dynamodb_and_submits_inference(aws, make_jpeg, lambda_context):
     aws["s3"].put_object(
         Bucket=ARTIFACTS,
         Key=current_model_key("facets"),
@@ -134,7 +134,7 @@ def test_an_upload_is_registered_in_dynamodb_and_submits_inference(aws, make_jpe
     # S3 sends a test event when the notification is configured; then one per upload.
     assert [b.get("Event") for b in bodies].count("s3:TestEvent") == 1
     assert len(bodies) == 3
-    assert ingest.handler(event, None) == {"batchItemFailures": []}
+    assert ingest.handler(event, lambda_context) == {"batchItemFailures": []}
 
     table = boto3.resource("dynamodb", region_name=REGION).Table("Labels")
     good = json.loads(table.get_item(Key={"image_id": "p-1/front", "sk": "LABEL"})["Item"]["body"])
@@ -158,11 +158,11 @@ def test_an_upload_is_registered_in_dynamodb_and_submits_inference(aws, make_jpe
     ]
 
 
-def test_redelivered_messages_change_nothing(aws, make_jpeg):
+def test_redelivered_messages_change_nothing(aws, make_jpeg, lambda_context):
     aws["s3"].put_object(Bucket=CATALOG, Key="catalog/p-3/a.jpg", Body=make_jpeg())
     event = _receive_all(aws)
-    ingest.handler(event, None)
-    ingest.handler(event, None)
+    ingest.handler(event, lambda_context)
+    ingest.handler(event, lambda_context)
     table = boto3.resource("dynamodb", region_name=REGION).Table("Labels")
     items = table.scan()["Items"]
     labels = [i for i in items if i["sk"] == "LABEL"]

@@ -79,6 +79,7 @@ def test_collect_json_prints_every_key_when_nothing_is_open(tmp_path, capsys):
         "conflicts": 0,
         "waiting": 0,
         "votes": 0,
+        "answers_received": 0,
         "train_job": None,
     }
 
