@@ -182,6 +182,7 @@ class DressvisionStack(Stack):
             loop.review.function.add_environment(
                 env.MTURK_NOTIFICATION_QUEUE_URL, loop.answers_queue.queue.queue_url
             )
+            self.alerts.alarm_on_budget("BudgetAlarm", cap_usd=s.budget_cap_usd)
         return loop
 
     def _grant_review_loop(self) -> None:
