@@ -89,6 +89,7 @@ class DressvisionStack(Stack):
             env.MTURK_PRODUCTION: "true" if s.mturk_production else "false",
             env.MTURK_BUDGET_USD: str(s.budget_cap_usd),
             env.RETRAIN_THRESHOLD: str(s.retrain_threshold),
+            env.MIN_WORKER_ACCURACY: str(s.min_worker_accuracy),
         }
         if s.a2i_flow_definition_arn:
             variables[env.A2I_FLOW_DEFINITION_ARN] = s.a2i_flow_definition_arn
@@ -214,12 +215,15 @@ class DressvisionStack(Stack):
 
         workforce = self.settings.workforce
         if workforce == "mturk":
+            keep_out = ("ListQualificationTypes", "CreateQualificationType")
+            keep_out = keep_out if self.settings.min_worker_accuracy > 0 else ()
             review.mturk(
                 "CreateHITType",
                 "CreateHITWithHITType",
                 "GetAccountBalance",
                 "UpdateNotificationSettings",
                 "ListHITs",
+                *keep_out,  # the HIT type requires the absence of the low-accuracy qualification
             )
             collect.mturk(
                 "ListAssignmentsForHIT",
@@ -227,6 +231,7 @@ class DressvisionStack(Stack):
                 "CreateAdditionalAssignmentsForHIT",
                 "UpdateExpirationForHIT",
                 "GetAccountBalance",  # extra assignments are checked against the balance too
+                *(("AssociateQualificationWithWorker", *keep_out) if keep_out else ()),
             )
         flow_definition = self.settings.a2i_flow_definition
         if workforce == "a2i" and flow_definition:

@@ -1,9 +1,10 @@
-"""The relabeling budget is watched: an alarm on the BudgetLeftUSD metric the Lambdas emit."""
+"""The relabeling budget is watched (an alarm on the BudgetLeftUSD metric the Lambdas emit),
+and low-accuracy workers can be kept out of MTurk HITs (minWorkerAccuracy)."""
 
 from __future__ import annotations
 
 import pytest
-from cfn_template import getatt_target
+from cfn_template import actions_of, getatt_target, statements_of_roles
 
 from infra.constructs.alerts import BUDGET_WARNING_FRACTION
 from shared import env
@@ -33,3 +34,36 @@ def test_a_paid_workforce_gets_an_alarm_on_the_budget_left(mturk):
 
 def test_staff_cost_no_budget_and_get_no_alarm(synth):
     assert budget_alarms(synth) == []
+
+
+def mturk_actions_by_function(synth) -> dict[str, set[str]]:
+    """Function logical id -> the MTurk actions its role may call."""
+    found = {}
+    for function_id, function in synth.of_type("AWS::Lambda::Function").items():
+        role = getatt_target(function["Properties"]["Role"])
+        statements = statements_of_roles(synth, {role})
+        found[function_id] = {
+            a for s in statements for a in actions_of(s) if a.startswith("mechanicalturk:")
+        }
+    return found
+
+
+def test_keeping_workers_out_grants_only_the_qualification_calls(mturk, synth_with):
+    keeping_out = synth_with(
+        **{"dressvision:workforce": "mturk", "dressvision:minWorkerAccuracy": "0.5"}
+    )
+    before, after = mturk_actions_by_function(mturk), mturk_actions_by_function(keeping_out)
+    added = {f: after[f] - before[f] for f in after if after[f] - before[f]}
+    qualification = {
+        "mechanicalturk:ListQualificationTypes",
+        "mechanicalturk:CreateQualificationType",
+    }
+    assert sorted(added.values(), key=len) == [
+        qualification,  # review: the HIT type requires the qualification's absence
+        qualification | {"mechanicalturk:AssociateQualificationWithWorker"},  # collect
+    ]
+    environments = [
+        f["Properties"]["Environment"]["Variables"]
+        for f in keeping_out.of_type("AWS::Lambda::Function").values()
+    ]
+    assert {e.get(env.MIN_WORKER_ACCURACY) for e in environments} >= {"0.5"}
