@@ -47,6 +47,11 @@ MTURK_ACTIONS = frozenset(
         "UpdateExpirationForHIT",
     }
 )
+# Keeping low-accuracy workers out, granted only when minWorkerAccuracy > 0.
+MTURK_KEEP_OUT_ACTIONS = frozenset(
+    {"ListQualificationTypes", "CreateQualificationType", "AssociateQualificationWithWorker"}
+)
+MTURK_ACTIONS = MTURK_ACTIONS | MTURK_KEEP_OUT_ACTIONS
 MTURK_REASON = (
     "Amazon Mechanical Turk actions have no resource-level permissions (the Service "
     "Authorization Reference lists no resource type for them): Resource '*' is the only "

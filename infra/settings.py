@@ -63,6 +63,9 @@ class StageSettings:
     retrain_threshold: int = 100  # changed labels before a retrain is submitted
     max_assignments: int = 3  # answers asked per relabel task when it is published
     mturk_production: bool = False  # False: the MTurk sandbox (no money); True: real workers
+    # Workers estimated less accurate than this are kept out of new tasks (MTurk: a
+    # qualification; A2I: reported by `dressvision workers`). 0: nobody is.
+    min_worker_accuracy: float = 0.0
     # The A2I flow definition (created outside this stack, same account and region), for a2i.
     a2i_flow_definition_arn: str | None = None
     collect_every_minutes: int = 15  # the fallback schedule of the collect pass
@@ -104,6 +107,11 @@ class StageSettings:
         self._check_workforce()
         _check(self.budget_cap_usd >= 0, "budgetCapUsd", "not negative")
         _check(self.retrain_threshold >= 1, "retrainThreshold", "at least 1")
+        _check(
+            0.0 <= self.min_worker_accuracy < 1.0,
+            "minWorkerAccuracy",
+            "in [0, 1), e.g. 0.5 (0 keeps everybody)",
+        )
         _check(
             1 <= self.max_assignments <= MAX_ASSIGNMENTS_PER_HIT,
             "maxAssignments",

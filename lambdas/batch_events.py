@@ -14,6 +14,8 @@ import json
 import logging
 
 from lambdas import wiring
+from lambdas.observability import bind, count, instrument
+from shared import env
 from shared.inference import catalog_entries, current_model_version, submit_inference
 from shared.keys import failed_job_key, reinfer_marker_key
 from shared.messages import BatchJobStateChange
@@ -22,6 +24,7 @@ from shared.registry import ModelKind
 
 logger = logging.getLogger(__name__)
 
+REINFER_SUBMITTED = "re-inference submitted"
 
 def job_kind(event: BatchJobStateChange) -> str | None:
     """'infer' or 'train', from the container command (`python -m batch_jobs.<kind>`)."""
@@ -72,10 +75,16 @@ def on_job_state_change(ports: Ports, event: BatchJobStateChange) -> str:
         ports.artifacts.put(
             marker, json.dumps({"job_id": job_id}).encode(), content_type="application/json"
         )
-        return f"re-inference submitted ({len(entries)} images)"
+        bind(reinfer_job_id=job_id)
+        return f"{REINFER_SUBMITTED} ({len(entries)} images)"
     return "ignored"
 
 
+@instrument
 def handler(event: dict, context: object) -> dict:
     event_model = BatchJobStateChange.model_validate(event)
-    return {"result": on_job_state_change(wiring.ports(), event_model)}
+    bind(job_id=event_model.detail.job_id)
+    result = on_job_state_change(wiring.ports(), event_model)
+    count(env.METRIC_JOBS_SUBMITTED, 1 if result.startswith(REINFER_SUBMITTED) else 0)
+    logger.info("job %s %s: %s", event_model.detail.job_name, event_model.detail.status, result)
+    return {"result": result}

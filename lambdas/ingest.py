@@ -22,12 +22,15 @@ message (`batchItemFailures`) so one poison message never redelivers the whole b
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from pydantic import ValidationError
 
 from lambdas import wiring
+from lambdas.observability import bind, count, instrument
+from shared import env
 from shared.catalog import CatalogEntry
 from shared.errors import CatalogFormatError, DressvisionError, InvalidImageError, NotFoundError
 from shared.ids import assign_split, image_id_for, parse_catalog_key, sanitize_part
@@ -95,6 +98,7 @@ def ingest_object(ports: Ports, key: str) -> IngestResult | None:
         logger.info("ignoring %s: not a catalog image key", key)
         return None
     product_id, image_id, layout_problem = _ids_of_key(key)
+    bind(image_id=image_id)
     try:
         head = ports.catalog.head(key)
     except NotFoundError:
@@ -204,13 +208,16 @@ def needs_inference(ports: Ports, result: IngestResult, model_version: str) -> b
     return ports.predictions.get(result.image_id, model_version) is None
 
 
-def handle_sqs_batch(event: dict, ports: Ports) -> dict:
-    """The handler's logic on plain values: an SQS event in, the partial-batch response out."""
+def handle_sqs_batch(event: dict, ports: Ports, counts: Counter | None = None) -> dict:
+    """The handler's logic on plain values: an SQS event in, the partial-batch response out.
+    `counts` (optional) gets what happened: ingested, invalid, unchanged, jobs_submitted."""
+    counts = Counter() if counts is None else counts
     failures: list[str] = []
     pending: dict[str, list[IngestResult]] = {}  # message id -> results needing inference
     model_version = current_model_version(ports)
     messages = SqsEvent.model_validate(event).records
     for message in messages:
+        bind(message_id=message.message_id, image_id=None)
         try:
             notification = S3Notification.model_validate_json(message.body)
             if notification.is_test_event:
@@ -219,6 +226,8 @@ def handle_sqs_batch(event: dict, ports: Ports) -> dict:
                 if not record.event_name.startswith("ObjectCreated"):
                     continue
                 result = ingest_object(ports, record.s3.object.decoded_key)
+                if result is not None:
+                    counts[_outcome_name(result)] += 1
                 if result and model_version and needs_inference(ports, result, model_version):
                     pending.setdefault(message.message_id, []).append(result)
         except (ValidationError, ValueError, DressvisionError) as exc:
@@ -236,14 +245,16 @@ def handle_sqs_batch(event: dict, ports: Ports) -> dict:
             for r in results
         ]
         try:
-            submit_inference(ports, entries)
+            bind(job_id=submit_inference(ports, entries))
+            counts["jobs_submitted"] += 1
         except Exception:
             # Registered but not yet tagged: redeliver these messages so the job is retried.
             logger.exception("could not submit the inference job; will retry")
             failures.extend(pending)
     if model_version is None:
         try:
-            maybe_first_training(ports)
+            if maybe_first_training(ports) is not None:
+                counts["jobs_submitted"] += 1
         except Exception:
             # Registered, but the first training is not submitted: redeliver the batch (it
             # changes nothing else) so that it tries again.
@@ -252,5 +263,22 @@ def handle_sqs_batch(event: dict, ports: Ports) -> dict:
     return {"batchItemFailures": [{"itemIdentifier": m} for m in dict.fromkeys(failures)]}
 
 
+def _outcome_name(result: IngestResult) -> str:
+    if result.status != ImageStatus.OK:
+        return "invalid"
+    return "unchanged" if result.outcome == RegisterOutcome.UNCHANGED else "ingested"
+
+
+@instrument
 def handler(event: dict, context: object) -> dict:
-    return handle_sqs_batch(event, wiring.ports())
+    counts: Counter = Counter()
+    response = handle_sqs_batch(event, wiring.ports(), counts)
+    count(env.METRIC_IMAGES_INGESTED, counts["ingested"])
+    count(env.METRIC_IMAGES_INVALID, counts["invalid"])
+    count(env.METRIC_JOBS_SUBMITTED, counts["jobs_submitted"])
+    logger.info(
+        "ingest batch: %s, %d failed messages",
+        dict(counts),
+        len(response["batchItemFailures"]),
+    )
+    return response

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pydantic import BaseModel, ValidationError
 
 from lambdas import wiring
+from lambdas.observability import bind, count, instrument, usd
+from shared import env
 from shared.errors import DressvisionError
 from shared.inference import current_model_version
 from shared.messages import SqsEvent
@@ -44,16 +48,43 @@ def review(ports: Ports, workforce: Workforce, request: ReviewRequest) -> dict:
     }
 
 
-def handle_sqs_batch(event: dict, ports: Ports, workforce: Workforce) -> dict:
+def handle_sqs_batch(
+    event: dict, ports: Ports, workforce: Workforce, published: list[int] | None = None
+) -> dict:
+    """`published` (optional) gets the number of tasks each review published."""
     failures = []
     for message in SqsEvent.model_validate(event).records:
+        bind(message_id=message.message_id)
         try:
-            review(ports, workforce, ReviewRequest.model_validate(json.loads(message.body)))
+            summary = review(
+                ports, workforce, ReviewRequest.model_validate(json.loads(message.body))
+            )
+            if published is not None:
+                published.append(summary["published"])
         except (ValidationError, ValueError, DressvisionError) as exc:
             logger.error("review message %s failed: %s", message.message_id, exc)
             failures.append({"itemIdentifier": message.message_id})
     return {"batchItemFailures": failures}
 
 
+@instrument
 def handler(event: dict, context: object) -> dict:
-    return handle_sqs_batch(event, wiring.ports(), wiring.workforce())
+    workforce = wiring.workforce()
+    published: list[int] = []
+    with budget_spent(workforce):
+        response = handle_sqs_batch(event, wiring.ports(), workforce, published)
+    count(env.METRIC_TASKS_PUBLISHED, sum(published))
+    return response
+
+
+@contextmanager
+def budget_spent(workforce: Workforce) -> Iterator[None]:
+    """Around a call that may pay a workforce: the spend and what is left, as metrics (only
+    for workforces with a budget: MTurk)."""
+    left = getattr(workforce, "budget_left_usd", None)
+    before = left() if left else None
+    yield
+    if left is not None:
+        after = left()
+        usd(env.METRIC_BUDGET_SPENT_USD, before - after)
+        usd(env.METRIC_BUDGET_LEFT_USD, after)

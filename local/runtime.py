@@ -92,6 +92,19 @@ class LocalRuntime:
         home_path.mkdir(parents=True, exist_ok=True)
         return cls(replace(base, home=home_path.resolve()))
 
+    @classmethod
+    def open_existing(
+        cls, home: str | Path | None = None, environ: Mapping[str, str] | None = None
+    ) -> LocalRuntime | None:
+        """The runtime of `home` if it holds state, else None: read-only commands answer "none
+        yet" without creating a folder or a state file in a home that was never used."""
+        from shared.backends import LOCAL_DB
+
+        home_path = Path(home) if home is not None else default_home()
+        if not (home_path / LOCAL_DB).is_file():
+            return None
+        return cls.open(home_path, environ)
+
     def upload(
         self,
         key: str,

@@ -334,3 +334,74 @@ def decide(
         return decision(Outcome.ESCALATE, 0, f"{why} after {assigned} answers (the cap)")
     ask = min(config.ask_step, config.max_assignments - assigned)
     return decision(Outcome.ASK_MORE, ask, f"{why}; asking {ask} more")
+
+
+# --- Worker quality: what Dawid-Skene learned about each worker, kept and judged -------------
+
+ANSWERS_PER_CLASS_TO_JUDGE = 5  # a facet's estimate counts once a worker gave 5 x K answers
+SPAMMER_SCORE_LIMIT = 0.3  # below this, a worker's answers hardly depend on the true class
+
+
+def spammer_score(confusion: np.ndarray) -> float:
+    """How much a worker's answers depend on the true class, in [0, 1] (after Raykar & Yu,
+    "Eliminating spammers and ranking annotators for crowdsourced labeling tasks", JMLR 2012).
+
+    A spammer answers the same way whatever the truth (at random, or always one label): every
+    row of the confusion matrix is the same, so the mean total-variation distance between rows
+    is 0. A perfect worker (or one who consistently swaps two labels) scores 1. Unlike accuracy,
+    this tells a careless worker apart from a systematically confused one.
+    """
+    k = confusion.shape[0]
+    distances = np.abs(confusion[:, None, :] - confusion[None, :, :]).sum(axis=2) / 2.0
+    return float(distances.sum() / (k * (k - 1)))
+
+
+@dataclass(frozen=True)
+class WorkerSummary:
+    """One worker across the facets they answered.
+
+    accuracy: vote-weighted over every facet (what to show). judged_accuracy and
+    spammer_score: over the facets where the worker gave at least ANSWERS_PER_CLASS_TO_JUDGE x K
+    answers, None before that: with a few answers the Dirichlet smoothing dominates the estimate,
+    and a new worker must not be judged on it.
+    """
+
+    worker_id: Hashable
+    answers: int
+    accuracy: float
+    judged_accuracy: float | None
+    spammer_score: float | None
+
+    @property
+    def likely_spammer(self) -> bool:
+        return self.spammer_score is not None and self.spammer_score < SPAMMER_SCORE_LIMIT
+
+    def below(self, min_accuracy: float) -> bool:
+        """Whether to keep this worker out of new tasks (never on too few answers)."""
+        return self.judged_accuracy is not None and self.judged_accuracy < min_accuracy
+
+
+def summarize_workers(results: Iterable[AggregationResult]) -> dict[Hashable, WorkerSummary]:
+    """Combine the per-facet `dawid_skene` results (one per facet) into one summary per worker."""
+    sums: dict[Hashable, list[float]] = {}  # answers, accuracy x n, judged n, acc x n, score x n
+    for result in results:
+        k = result.class_priors.size
+        for worker_id, quality in result.workers.items():
+            row = sums.setdefault(worker_id, [0, 0.0, 0, 0.0, 0.0])
+            n = quality.num_votes
+            row[0] += n
+            row[1] += quality.accuracy * n
+            if n >= ANSWERS_PER_CLASS_TO_JUDGE * k:
+                row[2] += n
+                row[3] += quality.accuracy * n
+                row[4] += spammer_score(quality.confusion) * n
+    return {
+        worker_id: WorkerSummary(
+            worker_id=worker_id,
+            answers=int(answers),
+            accuracy=total / answers,
+            judged_accuracy=judged_total / judged if judged else None,
+            spammer_score=score_total / judged if judged else None,
+        )
+        for worker_id, (answers, total, judged, judged_total, score_total) in sums.items()
+    }

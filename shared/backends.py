@@ -101,6 +101,7 @@ def build_workforce(settings: Settings, ports: Ports) -> Workforce:
             hit_type=HitTypeSettings(reward_usd=settings.mturk_reward_usd),
             production=settings.mturk_production,
             notification_queue_url=settings.mturk_notification_queue_url or None,
+            keep_out_low_quality=settings.min_worker_accuracy > 0,
         )
     if name == "a2i":
         from shared.workforce.a2i import A2IWorkforce

@@ -32,7 +32,9 @@ MAX_METADATA_BYTES = 1800  # S3 allows 2 KB of user metadata in all
 class CatalogEntry(BaseModel):
     """What the catalog says about one image. Travels with the upload as object metadata."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: validators are built on first use, so a Lambda builds only those it
+    # uses, after its cold-start import (bench/cold_start.py).
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     image_id: str
     product_id: str
@@ -95,7 +97,7 @@ class CatalogEntry(BaseModel):
 class CatalogRow(BaseModel):
     """One row of labels.csv, resolved: the file to upload and where it goes."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     line: int  # 1-based line number in labels.csv (the header is line 1); 0 without a CSV
     path: Path

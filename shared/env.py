@@ -53,10 +53,26 @@ MTURK_REWARD_USD = "DRESSVISION_MTURK_REWARD_USD"  # per assignment, before MTur
 MTURK_BUDGET_USD = "DRESSVISION_MTURK_BUDGET_USD"  # cap on rewards + fees of all published HITs
 MTURK_NOTIFICATION_QUEUE_URL = "DRESSVISION_MTURK_NOTIFICATION_QUEUE_URL"  # SQS for answers
 A2I_FLOW_DEFINITION_ARN = "DRESSVISION_A2I_FLOW_DEFINITION_ARN"
+# Workers whose estimated accuracy (Dawid-Skene, once they answered enough) is below this are
+# kept out of new tasks (MTurk: a qualification; A2I and staff: reported). 0 = nobody is.
+MIN_WORKER_ACCURACY = "DRESSVISION_MIN_WORKER_ACCURACY"
 SIMULATED_SEED = "DRESSVISION_SIMULATED_SEED"  # simulated workers: same seed, same answers
 SIMULATED_TRUTH = "DRESSVISION_SIMULATED_TRUTH"  # labels_true.csv the simulated workers see
 # Bad input and faults (issue 11): an open relabel task unanswered this long goes to staff.
 TASK_DEADLINE_HOURS = "DRESSVISION_TASK_DEADLINE_HOURS"
+
+# CloudWatch metrics of the Lambdas (embedded metric format, in their logs): the namespace, the
+# one dimension, and the metric names (infra's alarms refer to them).
+METRICS_NAMESPACE = "dressvision"
+METRICS_SERVICE = "dressvision"  # the "service" dimension of every metric
+METRIC_IMAGES_INGESTED = "ImagesIngested"  # registered or updated, valid
+METRIC_IMAGES_INVALID = "ImagesInvalid"
+METRIC_JOBS_SUBMITTED = "JobsSubmitted"
+METRIC_TASKS_PUBLISHED = "TasksPublished"
+METRIC_ANSWERS_RECEIVED = "AnswersReceived"
+METRIC_LABELS_CHANGED = "LabelsChanged"
+METRIC_BUDGET_SPENT_USD = "BudgetSpentUSD"  # by this invocation (MTurk rewards and fees)
+METRIC_BUDGET_LEFT_USD = "BudgetLeftUSD"  # of the cap, after this invocation
 
 # Set by AWS Batch on array-job children; set the same way by the local job runner.
 BATCH_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
@@ -145,6 +161,7 @@ class Settings:
     review_queue_url: str = ""
     retrain_threshold: int = 50
     task_deadline_hours: float = 7 * 24.0  # an MTurk HIT's default lifetime
+    min_worker_accuracy: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -167,6 +184,11 @@ class Settings:
             raise ValueError(f"{FIRST_TRAIN_MIN_IMAGES} must be 0 (off) or more")
         if self.max_assignments < 1:
             raise ValueError(f"{MAX_ASSIGNMENTS} must be at least 1, got {self.max_assignments}")
+        if not 0.0 <= self.min_worker_accuracy < 1.0:
+            raise ValueError(
+                f"{MIN_WORKER_ACCURACY} must be in [0, 1) (e.g. 0.5; 0 keeps everybody), got "
+                f"{self.min_worker_accuracy}"
+            )
         if self.mturk_reward_usd <= 0 or self.mturk_budget_usd < 0:
             raise ValueError(f"{MTURK_REWARD_USD} must be > 0 and {MTURK_BUDGET_USD} >= 0")
         if not self.task_deadline_hours > 0:
@@ -204,6 +226,7 @@ class Settings:
             review_queue_url=env.get(REVIEW_QUEUE_URL, ""),
             retrain_threshold=_int(env, RETRAIN_THRESHOLD, cls.retrain_threshold),
             task_deadline_hours=_float(env, TASK_DEADLINE_HOURS, cls.task_deadline_hours),
+            min_worker_accuracy=_float(env, MIN_WORKER_ACCURACY, cls.min_worker_accuracy),
             job_definitions={
                 k[len(JOB_DEFINITION_PREFIX) :].lower(): v
                 for k, v in env.items()
@@ -257,6 +280,7 @@ class Settings:
             REVIEW_QUEUE_URL: self.review_queue_url,
             RETRAIN_THRESHOLD: str(self.retrain_threshold),
             TASK_DEADLINE_HOURS: repr(self.task_deadline_hours),
+            MIN_WORKER_ACCURACY: repr(self.min_worker_accuracy),
         }
         for name, definition in self.job_definitions.items():
             env[JOB_DEFINITION_PREFIX + name.upper()] = definition

@@ -70,3 +70,8 @@ class BudgetExceededError(DressvisionError):
 
 class TaskClosedError(DressvisionError):
     """A relabel task that takes no more answers (decided, closed, or all answers in)."""
+
+
+class UsageError(DressvisionError):
+    """A command line that asks for something impossible (a value out of range, options that
+    exclude each other). The CLI exits with status 2, as for argparse's own errors."""

@@ -27,12 +27,15 @@ import io
 import os
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from shared.env import Settings
 from shared.errors import InvalidImageError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_MAX_BYTES = Settings.max_image_bytes
 DEFAULT_MAX_PIXELS = Settings.max_image_pixels
@@ -160,6 +163,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
     """`img` as 8-bit RGB: alpha on white, high bit depths rescaled to 0..255."""
     mode = img.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
+        import numpy as np  # only for these rare modes: numpy costs a Lambda cold start
+
         return Image.fromarray(_to_uint8(np.asarray(img)), mode="L").convert("RGB")
     if mode in _ALPHA_MODES or "transparency" in img.info:
         rgba = img.convert("RGBA")
@@ -176,6 +181,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def _to_uint8(values: np.ndarray) -> np.ndarray:
     """Scale grey levels to 0..255. 16-bit data (anything within 0..65535) maps 65535 -> 255;
     other ranges (32-bit, float) are stretched from their own min..max."""
+    import numpy as np
+
     arr = values.astype(np.float64)
     if np.issubdtype(values.dtype, np.floating):
         lo, hi = (0.0, 1.0) if arr.min() >= 0.0 and arr.max() <= 1.0 else (arr.min(), arr.max())

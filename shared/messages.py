@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _AwsShape(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    # defer_build: validators are built on first use, so a Lambda builds only those it
+    # uses, after its cold-start import (bench/cold_start.py).
+    model_config = ConfigDict(defer_build=True, extra="ignore", populate_by_name=True)
 
 
 class S3Bucket(_AwsShape):
@@ -55,7 +57,7 @@ class S3Notification(_AwsShape):
 class ManifestEntry(BaseModel):
     """One line of an inference manifest (JSON lines in the artifacts bucket)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     image_id: str
     bucket: str
@@ -65,7 +67,7 @@ class ManifestEntry(BaseModel):
 class JobRequest(BaseModel):
     """A job to run: `python -m batch_jobs.<name> <args...>`, optionally as an array job."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     name: Literal["infer", "train"]
     args: list[str] = Field(default_factory=list)

@@ -11,7 +11,7 @@ are in `shared/workforce/`. One contract test suite runs against each pair
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -322,8 +322,43 @@ class MessageQueue(ABC):
         """Send one message; return its id."""
 
 
+@dataclass(frozen=True)
+class WorkerRecord:
+    """What the aggregation learned about one worker of one provider (the latest collect pass).
+
+    accuracy: Dawid-Skene's estimate of P(correct answer), vote-weighted over the facets the
+    worker answered; spammer_score: 0 when the answers do not depend on the true class (a
+    spammer), 1 for answers that identify it; likely_spammer and excluded are the policy's
+    verdicts (see shared/aggregation.py and DRESSVISION_MIN_WORKER_ACCURACY)."""
+
+    provider: str
+    worker_id: str
+    answers: int
+    accuracy: float
+    spammer_score: float | None  # None until the worker answered enough to be judged
+    likely_spammer: bool
+    excluded: bool
+    updated_at: datetime
+
+    def to_json(self) -> dict:
+        return {
+            "provider": self.provider,
+            "worker_id": self.worker_id,
+            "answers": self.answers,
+            "accuracy": round(self.accuracy, 4),
+            "spammer_score": (None if self.spammer_score is None else round(self.spammer_score, 4)),
+            "likely_spammer": self.likely_spammer,
+            "excluded": self.excluded,
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> WorkerRecord:
+        return cls(**{**data, "updated_at": datetime.fromisoformat(data["updated_at"])})
+
+
 class TaskStore(ABC):
-    """Relabel tasks with optimistic locking."""
+    """Relabel tasks with optimistic locking, and the workers who answer them."""
 
     @abstractmethod
     def create(self, task: RelabelTask) -> bool:
@@ -355,6 +390,14 @@ class TaskStore(ABC):
         within `cap`; a negative amount gives a reservation back. Returns (added, total after).
         A ledger that does not exist yet starts at `initial()` (what was committed before)."""
         raise NotImplementedError(f"{type(self).__name__} keeps no spend ledger")
+    @abstractmethod
+    def put_workers(self, workers: Iterable[WorkerRecord]) -> None:
+        """Store each worker's record, replacing the one of the same (provider, worker_id):
+        every collect pass re-estimates every worker from all answers, so last write wins."""
+
+    @abstractmethod
+    def workers(self, provider: str | None = None) -> Iterator[WorkerRecord]:
+        """Every worker record, or those of `provider` (any order)."""
 
 
 @dataclass(frozen=True)
@@ -394,6 +437,12 @@ class Workforce(ABC):
     @abstractmethod
     def finish(self, task: RelabelTask) -> None:
         """The task is decided: pay for the answers, stop offering it."""
+
+    def exclude_workers(self, worker_ids: Sequence[str]) -> bool:
+        """Keep these workers out of new tasks. True when the provider enforces it (MTurk, with
+        a qualification); False (the default) when it cannot, and people must act on the
+        report (`dressvision workers`): remove them from the A2I work team, talk to staff."""
+        return False
 
 
 @dataclass(frozen=True)

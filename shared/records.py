@@ -33,7 +33,9 @@ BBox = tuple[float, float, float, float]
 class LabelRecord(BaseModel):
     """One catalog image and its current labels. `version` is the optimistic-lock counter."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: validators are built on first use, so a Lambda builds only those it
+    # uses, after its cold-start import (bench/cold_start.py).
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     image_id: str
     product_id: str
@@ -62,7 +64,7 @@ class LabelRecord(BaseModel):
 class LabelEvent(BaseModel):
     """One change to a label: nothing is lost and every label can be traced."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     image_id: str
     facet: str
@@ -78,7 +80,7 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class FacetPrediction(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     label: str
     prob: Probability
@@ -88,7 +90,7 @@ class FacetPrediction(BaseModel):
 class PredictionRecord(BaseModel):
     """What one model version says about one image."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     image_id: str
     model_version: str

@@ -33,10 +33,16 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from shared.aggregation import AggregationConfig, Outcome, dawid_skene, decide
+from shared.aggregation import (
+    AggregationConfig,
+    Outcome,
+    dawid_skene,
+    decide,
+    summarize_workers,
+)
 from shared.errors import BudgetExceededError, ConflictError, NotFoundError
 from shared.keys import SNAPSHOT_PREFIX, TRAIN_REQUEST_KEY, snapshot_id_of
-from shared.ports import Ports, Workforce
+from shared.ports import Ports, WorkerRecord, Workforce
 from shared.records import ImageStatus, LabelRecord, LabelSource
 from shared.registry import parse_stamp
 from shared.suspicious import rank_suspicious
@@ -202,6 +208,7 @@ class CollectSummary:
     votes: int = 0
     failed: int = 0  # tasks whose answers could not be read or decided (noted on the task)
     closed: int = 0  # tasks whose facet or labels left the taxonomy
+    answers_received: int = 0  # new answers fetched by this pass
     train_job: str | None = None
 
     def to_json(self) -> dict:
@@ -348,18 +355,24 @@ def collect(
             summary.closed += 1
             continue
         try:
-            open_tasks.append(_refresh_votes(ports, workforce, task))
+            refreshed = _refresh_votes(ports, workforce, task)
         except Exception as exc:
             _fail(ports, task, exc, summary)
             if past_deadline(ports, task):
                 _escalate_late(ports, workforce, task, summary)
+            continue
+        summary.answers_received += len(refreshed.votes) - len(task.votes)
+        open_tasks.append(refreshed)
     # Reliability is estimated across every answered task of the facet, decided ones included.
     answered = {t.task_id: t for t in ports.tasks.list() if t.votes and not left_taxonomy(ports, t)}
     answered.update({t.task_id: t for t in open_tasks if t.votes})
     results = {}
+    per_facet = []
     for facet, votes in _vote_triples(list(answered.values()), ports).items():
         k = len(ports.taxonomy.labels(facet))
-        results.update(dawid_skene(votes, k, config=config).tasks)
+        per_facet.append(dawid_skene(votes, k, config=config))
+        results.update(per_facet[-1].tasks)
+    record_workers(ports, workforce, list(answered.values()), per_facet)
 
     for task in open_tasks:
         try:
@@ -368,6 +381,48 @@ def collect(
             _fail(ports, task, exc, summary)
     summary.train_job = maybe_retrain(ports)
     return summary
+
+
+def record_workers(
+    ports: Ports, workforce: Workforce, tasks: list[RelabelTask], per_facet: list
+) -> list[WorkerRecord]:
+    """Keep what Dawid-Skene estimated about each worker (shown by `dressvision workers`), and
+    keep this workforce's workers below DRESSVISION_MIN_WORKER_ACCURACY out of new tasks where
+    the provider can enforce it (MTurk); elsewhere they are reported as excluded."""
+    if not per_facet:
+        return []
+    provider_of = {v.worker_id: t.provider for t in tasks for v in t.votes}
+    threshold = ports.settings.min_worker_accuracy
+    now = datetime.now(UTC)
+    records = [
+        WorkerRecord(
+            provider=provider_of[worker_id],
+            worker_id=str(worker_id),
+            answers=s.answers,
+            accuracy=s.accuracy,
+            spammer_score=s.spammer_score,
+            likely_spammer=s.likely_spammer,
+            excluded=threshold > 0 and s.below(threshold),
+            updated_at=now,
+        )
+        for worker_id, s in summarize_workers(per_facet).items()
+    ]
+    before = {w.worker_id: w.excluded for w in ports.tasks.workers(workforce.name)}
+    ports.tasks.put_workers(records)
+    excluded = [  # newly excluded: a provider's exclusion is kept, once is enough
+        r.worker_id
+        for r in records
+        if r.excluded and r.provider == workforce.name and not before.get(r.worker_id)
+    ]
+    if excluded and not workforce.exclude_workers(excluded):
+        logger.warning(
+            "%d %s workers are below the accuracy threshold %.2f but the provider cannot keep "
+            "them out: see `dressvision workers`",
+            len(excluded),
+            workforce.name,
+            threshold,
+        )
+    return records
 
 
 def _escalate_late(

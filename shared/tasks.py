@@ -38,7 +38,9 @@ class Vote(BaseModel):
     """One person's answer to one task. `assignment_id` is unique per answer (MTurk assignment,
     A2I loop and answer index, staff answer number)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: validators are built on first use, so a Lambda builds only those it
+    # uses, after its cold-start import (bench/cold_start.py).
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     worker_id: str = Field(min_length=1)
     label: str
@@ -49,7 +51,7 @@ class Vote(BaseModel):
 class RelabelTask(BaseModel):
     """One question to people: which of `allowed` is this image's `facet`?"""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     task_id: str
     image_id: str

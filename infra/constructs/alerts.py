@@ -19,7 +19,11 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from shared import env
+
 ALARM_PERIOD = Duration.minutes(5)
+BUDGET_PERIOD = Duration.hours(1)
+BUDGET_WARNING_FRACTION = 0.2  # alarm once less than a fifth of the cap is left
 PUBLISHERS = ("cloudwatch.amazonaws.com", "events.amazonaws.com")
 
 
@@ -59,6 +63,33 @@ class Alerts(Construct):
         )
         alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
         alarm.add_ok_action(cw_actions.SnsAction(self.topic))
+
+    def alarm_on_budget(self, construct_id: str, *, cap_usd: float) -> cloudwatch.Alarm:
+        """Alarm when the review and collect Lambdas report (metric BudgetLeftUSD, emitted in
+        embedded metric format) that less than BUDGET_WARNING_FRACTION of the workforce's
+        budget cap is left: publishing stops at the cap, so people should raise it or accept
+        that the relabel loop pauses."""
+        threshold = round(cap_usd * BUDGET_WARNING_FRACTION, 2)
+        alarm = cloudwatch.Metric(
+            namespace=env.METRICS_NAMESPACE,
+            metric_name=env.METRIC_BUDGET_LEFT_USD,
+            dimensions_map={"service": env.METRICS_SERVICE},
+            statistic=cloudwatch.Stats.MINIMUM,
+            period=BUDGET_PERIOD,
+        ).create_alarm(
+            self,
+            construct_id,
+            alarm_description=(
+                f"Less than USD {threshold} of the USD {cap_usd} relabeling budget is left: "
+                "raise dressvision:budgetCapUsd or let publishing stop at the cap"
+            ),
+            threshold=threshold,
+            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,  # no spend, no news
+        )
+        alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
+        return alarm
 
     def notify_failed_jobs(
         self, construct_id: str, failed_jobs: events.EventPattern

@@ -33,7 +33,9 @@ class LambdaPackage(Construct):
             asset_hash_type=AssetHashType.CUSTOM,
             bundling=BundlingOptions(
                 image=RUNTIME.bundling_image,  # required by the API; never run (see bundling)
-                local=CopySources(root=REPO_ROOT, folders=SOURCE_FOLDERS),
+                local=CopySources(
+                    root=REPO_ROOT, folders=SOURCE_FOLDERS, python_version=PYTHON_VERSION
+                ),
             ),
         )
         pip = PipLayer(
@@ -48,7 +50,7 @@ class LambdaPackage(Construct):
             compatible_architectures=[ARCHITECTURE],
             code=lambda_.Code.from_asset(
                 str(REPO_ROOT),  # pyproject.toml's folder; the content comes from pip
-                asset_hash=pip.cache_key,
+                asset_hash=pip.asset_hash,
                 asset_hash_type=AssetHashType.CUSTOM,
                 bundling=BundlingOptions(image=RUNTIME.bundling_image, local=pip),
             ),

@@ -98,6 +98,7 @@ class DressvisionStack(Stack):
             env.MTURK_PRODUCTION: "true" if s.mturk_production else "false",
             env.MTURK_BUDGET_USD: str(s.budget_cap_usd),
             env.RETRAIN_THRESHOLD: str(s.retrain_threshold),
+            env.MIN_WORKER_ACCURACY: str(s.min_worker_accuracy),
         }
         if s.a2i_flow_definition_arn:
             variables[env.A2I_FLOW_DEFINITION_ARN] = s.a2i_flow_definition_arn
@@ -199,6 +200,7 @@ class DressvisionStack(Stack):
             loop.review.function.add_environment(
                 env.MTURK_NOTIFICATION_QUEUE_URL, loop.answers_queue.queue.queue_url
             )
+            self.alerts.alarm_on_budget("BudgetAlarm", cap_usd=s.budget_cap_usd)
         return loop
 
     def _grant_review_loop(self) -> None:
@@ -230,12 +232,15 @@ class DressvisionStack(Stack):
 
         workforce = self.settings.workforce
         if workforce == "mturk":
+            keep_out = ("ListQualificationTypes", "CreateQualificationType")
+            keep_out = keep_out if self.settings.min_worker_accuracy > 0 else ()
             review.mturk(
                 "CreateHITType",
                 "CreateHITWithHITType",
                 "GetAccountBalance",
                 "UpdateNotificationSettings",
                 "ListHITs",
+                *keep_out,  # the HIT type requires the absence of the low-accuracy qualification
             )
             collect.mturk(
                 "ListAssignmentsForHIT",
@@ -243,6 +248,7 @@ class DressvisionStack(Stack):
                 "CreateAdditionalAssignmentsForHIT",
                 "UpdateExpirationForHIT",
                 "GetAccountBalance",  # extra assignments are checked against the balance too
+                *(("AssociateQualificationWithWorker", *keep_out) if keep_out else ()),
             )
         flow_definition = self.settings.a2i_flow_definition
         if workforce == "a2i" and flow_definition:

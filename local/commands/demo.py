@@ -178,6 +178,12 @@ def _train_tag_and_relabel(runtime: LocalRuntime, catalog: Path, args, interacti
         f"{decided} tasks decided by Dawid-Skene ({changed} labels changed), "
         f"{sum(t.status == 'escalated' for t in tasks)} escalated to staff"
     )
+    workers = list(ports.tasks.workers(crowd.name))
+    spammers = sorted(w.worker_id for w in workers if w.likely_spammer)
+    print(
+        f"{len(workers)} workers estimated; likely spammers: {', '.join(spammers) or 'none yet'} "
+        f"(see `dressvision --home {runtime.home} workers`)"
+    )
     after = label_errors(runtime, truth)
     print(
         f"label errors against the true labels: {before[0]} of {before[1]} before, "

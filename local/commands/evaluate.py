@@ -12,16 +12,20 @@ def register(commands) -> None:
         help="per-class precision, recall and F1 of a facet model",
         description=(
             "Evaluate a registered facet model (default: the current one) on the current labels "
-            "of the train and test splits, and store its prediction of every image. --json FILE "
-            'writes {"version": V, "splits": {"train": {FACET: {"macro_f1", "accuracy", '
+            "of the train and test splits, and store its prediction of every image. --json "
+            "prints one JSON object on stdout (--output FILE writes it to FILE): "
+            '{"version": V, "splits": {"train": {FACET: {"macro_f1", "accuracy", '
             '"per_class": {LABEL: {"precision", "recall", "f1", "support"}}, "confusion"}}, '
             '"test": {...}}}, plus "locator": {"mean_iou", "iou_50", "iou_75"} on the test '
             "split when a dress locator is current."
         ),
     )
-    parser.add_argument("--version", default=None, help="model version (default: current)")
     parser.add_argument(
-        "--json", type=Path, default=None, metavar="FILE", help="write the figures to FILE as JSON"
+        "--model-version", default=None, metavar="V", help="model version (default: current)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument(
+        "--output", type=Path, default=None, metavar="FILE", help="write the JSON figures to FILE"
     )
     parser.add_argument(
         "--plot",
@@ -59,16 +63,22 @@ def run(args) -> int:
 
     runtime = LocalRuntime.open(args.home)
     ports = runtime.ports
-    evaluation = evaluate_version(ports, args.version, progress=sys.stderr.isatty())
+    evaluation = evaluate_version(
+        ports, args.model_version, progress=not args.json and sys.stderr.isatty()
+    )
     document = evaluation.document
     locator = evaluate_current_locator(
         ModelRegistry(ports.artifacts), ports.labels.scan(), ports.catalog, settings=ports.settings
     )
     if locator is not None:
         document = {**document, "locator": locator}
-    if args.json is not None:
-        args.json.write_text(json.dumps(document, indent=2))
-        print(f"wrote {args.json}")
+    if args.output is not None:
+        args.output.write_text(json.dumps(document, indent=2))
+    if args.json:
+        print(json.dumps(document))
+        return 0
+    if args.output is not None:
+        print(f"wrote {args.output}")
     print_document(document, f"facet model {document['version']}")
     if args.plot is not None:
         from batch_jobs.evaluate import model_history

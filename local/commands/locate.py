@@ -4,6 +4,7 @@ locator."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 CHUNK = 64  # images decoded and located at a time: bounded memory for long path lists
@@ -17,7 +18,8 @@ def register(commands) -> None:
             "Locate the dress in each image with the current locator model. JSON: a list of "
             '{"path", "box": [x0, y0, x1, y1] in pixels or null, "score", "error"}; box is null '
             "when no window of the image looks like a dress (score is then the best window's "
-            "foreground probability) or when the file is not a readable image (error says why)."
+            "foreground probability) or when the file is not a readable image (error says why). "
+            "Exits 1 when any file could not be read (every file is still listed)."
         ),
     )
     parser.add_argument("paths", metavar="PATH", nargs="+", type=Path, help="image files")
@@ -82,4 +84,10 @@ def run(args) -> int:
             else:
                 box = " ".join(f"{v:g}" for v in row["box"])
                 print(f"{row['path']}\t{box}\t{row['score']:.3f}")
-    return 1 if any(row["error"] for row in results) else 0
+    failed = sum(1 for row in results if row["error"])
+    if failed:
+        print(
+            f"dressvision: error: {failed} of {len(results)} files could not be read",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0

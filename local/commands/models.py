@@ -64,7 +64,11 @@ def _registry(args):
 
 
 def run_list(args) -> int:
-    rows = list_models(_registry(args))
+    from local.runtime import LocalRuntime
+    from shared.registry import ModelRegistry
+
+    runtime = LocalRuntime.open_existing(args.home)  # read-only: no state in a fresh home
+    rows = list_models(ModelRegistry(runtime.ports.artifacts)) if runtime else []
     if args.json:
         print(json.dumps(rows))
         return 0

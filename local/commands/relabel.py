@@ -11,7 +11,13 @@ from shared.backends import build_workforce
 from shared.env import WORKFORCES
 from shared.errors import ConfigurationError
 from shared.inference import current_model_version
-from shared.relabel import answer_as_staff, collect, find_suspicious, publish_tasks
+from shared.relabel import (
+    CollectSummary,
+    answer_as_staff,
+    collect,
+    find_suspicious,
+    publish_tasks,
+)
 
 
 def _workforce_options(parser) -> None:
@@ -42,12 +48,16 @@ def register(commands) -> None:
     )
     review.add_argument("--limit", type=int, default=None, help="at most N labels")
     review.add_argument("--facet", default=None, help="only this facet")
-    review.add_argument("--version", default=None, help="model version (default: current)")
+    review.add_argument(
+        "--model-version", default=None, metavar="V", help="model version (default: current)"
+    )
     review.add_argument("--publish", action="store_true", help="publish relabel tasks")
     review.add_argument(
         "--json",
         action="store_true",
-        help='print [{"image_id", "facet", "label", "suggested", "confidence"}]',
+        help='print [{"image_id", "facet", "label", "suggested", "confidence"}]; with '
+        '--publish, {"suspicious": [...], "published", "skipped", "budget_exhausted", '
+        '"budget_left_usd"} (null budget for workforces without one)',
     )
     _workforce_options(review)
     review.set_defaults(func=run_review)
@@ -61,7 +71,13 @@ def register(commands) -> None:
             "to staff, and submit training once enough labels changed."
         ),
     )
-    collect_parser.add_argument("--json", action="store_true", help="print a JSON summary")
+    collect_parser.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"decided", "changed", "confirmed", "asked_more", "escalated", "conflicts", '
+        '"waiting", "votes", "answers_received", "train_job"}, every key always (0 or null '
+        "when nothing happened)",
+    )
     _workforce_options(collect_parser)
     collect_parser.set_defaults(func=run_collect)
 
@@ -97,7 +113,7 @@ def _runtime_and_workforce(args):
 
 def run_review(args) -> int:
     runtime = LocalRuntime.open(args.home)
-    version = args.version or current_model_version(runtime.ports)
+    version = args.model_version or current_model_version(runtime.ports)
     if version is None:
         raise ConfigurationError("no facet model yet: run `dressvision train` first")
     suspects = find_suspicious(runtime.ports, version, facet=args.facet, limit=args.limit)
@@ -117,7 +133,7 @@ def run_review(args) -> int:
             runtime.ports, workforce, suspects, max_assignments=runtime.settings.max_assignments
         )
         if args.json:
-            print(json.dumps([s.to_json() for s in suspects]))
+            print(json.dumps(publish_json(suspects, summary, workforce)))
         else:
             print(
                 f"published {summary.published} tasks to {workforce.name} "
@@ -127,24 +143,36 @@ def run_review(args) -> int:
     return 0
 
 
+def publish_json(suspects, summary, workforce) -> dict:
+    """`review --publish --json`: what was ranked, what was published, the money left."""
+    left = workforce.budget_left_usd() if hasattr(workforce, "budget_left_usd") else None
+    return {
+        "suspicious": [s.to_json() for s in suspects],
+        "published": summary.published,
+        "skipped": summary.skipped,
+        "budget_exhausted": summary.budget_exhausted,
+        "budget_left_usd": None if left is None else str(left),
+    }
+
+
 def run_collect(args) -> int:
     runtime = LocalRuntime.open(args.home)
     providers = {t.provider for t in runtime.ports.tasks.list("open")}
     if args.workforce:
         providers = {args.workforce}
-    totals: dict = {}
+    totals: dict = CollectSummary().to_json()  # every key, even when nothing is open
     for provider in sorted(providers):
         args.workforce = provider
         _, workforce = _runtime_and_workforce(args)
         for key, value in collect(runtime.ports, workforce).to_json().items():
             if isinstance(value, int):
-                totals[key] = totals.get(key, 0) + value
+                totals[key] += value
             elif value is not None:
                 totals[key] = value
     runtime.wait_for_jobs()
     if args.json:
         print(json.dumps(totals))
-    elif not totals:
+    elif not providers:
         print("no open tasks")
     else:
         print(", ".join(f"{k} {v}" for k, v in totals.items()))
@@ -152,8 +180,9 @@ def run_collect(args) -> int:
 
 
 def run_tasks_list(args) -> int:
-    runtime = LocalRuntime.open(args.home)
-    tasks = sorted(runtime.ports.tasks.list(args.status), key=lambda t: t.created_at)
+    runtime = LocalRuntime.open_existing(args.home)  # read-only: no state in a fresh home
+    found = runtime.ports.tasks.list(args.status) if runtime else ()
+    tasks = sorted(found, key=lambda t: t.created_at)
     if args.json:
         print(json.dumps([json.loads(t.model_dump_json()) for t in tasks]))
         return 0

@@ -40,13 +40,12 @@ def register(commands) -> None:
 
 def run(args) -> int:
     from local.synth_catalog import generate_catalog, make_contact_sheet
+    from shared.errors import UsageError
 
     if args.products < 1:
-        print("dressvision: error: --products must be at least 1", file=sys.stderr)
-        return 2
+        raise UsageError("--products must be at least 1")
     if not 0.0 <= args.noise < 1.0:
-        print("dressvision: error: --noise must be in [0, 1)", file=sys.stderr)
-        return 2
+        raise UsageError("--noise must be in [0, 1)")
     try:
         summary = generate_catalog(
             args.out,
@@ -57,8 +56,7 @@ def run(args) -> int:
             progress=not args.json and sys.stderr.isatty(),
         )
     except FileExistsError:
-        print(f"dressvision: error: {args.out} is not empty; choose a new folder", file=sys.stderr)
-        return 2
+        raise UsageError(f"{args.out} is not empty; choose a new folder") from None
     if args.contact_sheet:
         make_contact_sheet(args.out, args.contact_sheet)
     if args.json:

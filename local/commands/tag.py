@@ -14,8 +14,8 @@ def register(commands) -> None:
         description=(
             "Locate, crop and tag image files with the current facet model. --json prints a "
             'list, one entry per path: {"path", "facets": {FACET: {"label", "prob"}}, "error"}; '
-            "an unreadable file has empty facets and the reason in error. Exits 0 when at least "
-            "one image was tagged."
+            "an unreadable file has empty facets and the reason in error. Exits 1 when any file "
+            "could not be tagged (every file is still listed)."
         ),
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files")
@@ -70,7 +70,10 @@ def run(args) -> int:
                 f"{facet} {p['label']} ({p['prob']:.2f})" for facet, p in entry["facets"].items()
             )
             print(f"{entry['path']}: {shown}")
-    tagged = sum(1 for entry in entries if entry["error"] is None)
-    if not tagged:
-        print("dressvision: error: no image could be tagged", file=sys.stderr)
-    return 0 if tagged else 1
+    failed = sum(1 for entry in entries if entry["error"] is not None)
+    if failed:
+        print(
+            f"dressvision: error: {failed} of {len(entries)} files could not be tagged",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0

@@ -6,11 +6,16 @@ notification. `external_id` is written only when set, so unpublished tasks stay 
 index (a sparse index). GSI reads are eventually consistent: a task updated a moment ago may
 still be listed under its old status; `find_by_external_id` re-reads the task consistently.
 The key names are the schema, in `shared/keys.py`: `infra/` builds the table from them.
+
+Worker records share the table (no new table, no new grant): partition `worker#<provider>#<id>`,
+marked by a `record_type` attribute, without `status` or `external_id`, so they stay out of both
+indexes; the scan of `list()` filters them out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -25,13 +30,16 @@ from shared.keys import (
     TASKS_PARTITION_KEY,
     TASKS_STATUS,
 )
-from shared.ports import TaskStore
+from shared.ports import TaskStore, WorkerRecord
 from shared.tasks import RelabelTask, TaskStatus, next_version
 
 # The spend ledger is one item of the same table. Its key can never be a task id (those end
 # in "#<round>"), and it has no status or external id, so it stays out of both indexes.
 LEDGER_KEY = "ledger#workforce-spend"
 LEDGER_SPENT = "spent"
+RECORD_TYPE = "record_type"  # set on worker items only
+WORKER_RECORD = "worker"
+WORKER_KEY_PREFIX = "worker#"
 
 class DynamoDBTaskStore(_DynamoDBTable, TaskStore):
     """Relabel tasks in one DynamoDB table (see the module docstring)."""
@@ -88,7 +96,11 @@ class DynamoDBTaskStore(_DynamoDBTable, TaskStore):
 
     def list(self, status: TaskStatus | None = None) -> Iterator[RelabelTask]:
         if status is None:
-            items = self._pages("scan")
+            items = self._pages(
+                "scan",
+                FilterExpression="attribute_not_exists(#t)",
+                ExpressionAttributeNames={"#t": RECORD_TYPE},
+            )
         else:
             items = self._pages(
                 "query",
@@ -158,6 +170,31 @@ class DynamoDBTaskStore(_DynamoDBTable, TaskStore):
         task_ids = sorted(item[TASKS_PARTITION_KEY]["S"] for item in items)
         # The index is eventually consistent: read the task itself for its current state.
         return self.get(task_ids[0]) if task_ids else None
+
+    def put_workers(self, workers: Iterable[WorkerRecord]) -> None:
+        for worker in workers:
+            with self._errors():
+                self.client.put_item(
+                    TableName=self.table_name,
+                    Item={
+                        TASKS_PARTITION_KEY: {
+                            "S": f"{WORKER_KEY_PREFIX}{worker.provider}#{worker.worker_id}"
+                        },
+                        RECORD_TYPE: {"S": WORKER_RECORD},
+                        BODY: {"S": json.dumps(worker.to_json())},
+                    },
+                )
+
+    def workers(self, provider: str | None = None) -> Iterator[WorkerRecord]:
+        prefix = WORKER_KEY_PREFIX + (f"{provider}#" if provider is not None else "")
+        items = self._pages(
+            "scan",
+            FilterExpression="#t = :worker AND begins_with(#pk, :prefix)",
+            ExpressionAttributeNames={"#t": RECORD_TYPE, "#pk": TASKS_PARTITION_KEY},
+            ExpressionAttributeValues={":worker": {"S": WORKER_RECORD}, ":prefix": {"S": prefix}},
+        )
+        for item in items:
+            yield WorkerRecord.from_json(json.loads(item[BODY]["S"]))
 
 
 def _code(exc: ClientError) -> str | None:

@@ -7,14 +7,15 @@ columns we query on.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
 from shared.embedded.sqlite import _Database, _pages
 from shared.errors import ConflictError, NotFoundError
-from shared.ports import TaskStore
+from shared.ports import TaskStore, WorkerRecord
 from shared.tasks import RelabelTask, TaskStatus, next_version
 
 TASKS_SCHEMA = """
@@ -30,6 +31,12 @@ CREATE INDEX IF NOT EXISTS relabel_tasks_by_external_id ON relabel_tasks (extern
 CREATE TABLE IF NOT EXISTS spend_ledger (
     name TEXT PRIMARY KEY,
     spent TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS workers (
+    provider TEXT NOT NULL,
+    worker_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (provider, worker_id)
 );
 """
 LEDGER = "workforce-spend"
@@ -123,6 +130,22 @@ class SqliteTaskStore(TaskStore):
                 (external_id,),
             ).fetchone()
         return RelabelTask.model_validate_json(row[0]) if row else None
+
+    def put_workers(self, workers: Iterable[WorkerRecord]) -> None:
+        rows = [(w.provider, w.worker_id, json.dumps(w.to_json())) for w in workers]
+        with self._db.writing() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO workers (provider, worker_id, body) VALUES (?, ?, ?)", rows
+            )
+
+    def workers(self, provider: str | None = None) -> Iterator[WorkerRecord]:
+        query, params = "SELECT body FROM workers", ()
+        if provider is not None:
+            query, params = query + " WHERE provider = ?", (provider,)
+        with self._db.reading() as conn:
+            bodies = [row[0] for row in conn.execute(query, params)]
+        for body in bodies:
+            yield WorkerRecord.from_json(json.loads(body))
 
 
 def _body(task: RelabelTask) -> str:

@@ -61,6 +61,9 @@ NOTIFICATION_EVENTS = ("AssignmentSubmitted", "HITReviewable")
 HIT_ALREADY_EXISTS = "AWS.MechanicalTurk.HitAlreadyExists"
 EXPIRE_NOW = datetime(2015, 1, 1, tzinfo=UTC)  # a past time expires a HIT at once
 PERCENT_APPROVED_QUALIFICATION = "000000000000000000L0"  # MTurk's system qualification id
+# Ours: given to workers whose estimated accuracy is below DRESSVISION_MIN_WORKER_ACCURACY; the
+# HIT type then requires that a worker does NOT have it.
+LOW_QUALITY_QUALIFICATION_NAME = "dressvision low estimated accuracy"
 
 _HIT_ID = re.compile(r"\b[A-Z0-9]{30}\b")  # MTurk HIT ids: 30 upper-case letters and digits
 _DTD = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -169,6 +172,7 @@ class MTurkWorkforce(Workforce):
         production: bool = False,
         notification_queue_url: str | None = None,
         client: Any = None,
+        keep_out_low_quality: bool = False,
     ):
         """`spent_usd` tells what was committed before (e.g. `committed_spend` over the task
         store). With a `ledger` (production: the TaskStore) every spend is checked against and
@@ -183,6 +187,8 @@ class MTurkWorkforce(Workforce):
         self._ledger = ledger
         self._client = client
         self._hit_type_id: str | None = None
+        self.keep_out_low_quality = keep_out_low_quality
+        self._low_quality_id: str | None = None
 
     @property
     def client(self) -> Any:
@@ -220,10 +226,11 @@ class MTurkWorkforce(Workforce):
                 "AutoApprovalDelayInSeconds": settings.auto_approval_delay_s,
                 "Keywords": settings.keywords,
             }
-            if settings.qualification_requirements:
-                request["QualificationRequirements"] = [
-                    dict(q) for q in settings.qualification_requirements
-                ]
+            requirements = [dict(q) for q in settings.qualification_requirements]
+            if self.keep_out_low_quality:
+                requirements.append(self.low_quality_requirement())
+            if requirements:
+                request["QualificationRequirements"] = requirements
             self._hit_type_id = self.client.create_hit_type(**request)["HITTypeId"]
             if self.notification_queue_url:
                 self.configure_notifications(self.notification_queue_url)
@@ -326,6 +333,58 @@ class MTurkWorkforce(Workforce):
         for assignment in self._assignments(task.external_id, ["Submitted"]):
             self.client.approve_assignment(AssignmentId=assignment["AssignmentId"])
         self.client.update_expiration_for_hit(HITId=task.external_id, ExpireAt=EXPIRE_NOW)
+
+    # --- Keeping low-quality workers out (DRESSVISION_MIN_WORKER_ACCURACY) ---------------------
+
+    @property
+    def low_quality_qualification_id(self) -> str:
+        """Our qualification type for excluded workers: found by name, created the first time."""
+        if self._low_quality_id is None:
+            for page in self.client.get_paginator("list_qualification_types").paginate(
+                Query=LOW_QUALITY_QUALIFICATION_NAME,
+                MustBeRequestable=False,
+                MustBeOwnedByCaller=True,
+            ):
+                for qualification in page.get("QualificationTypes", []):
+                    if qualification.get("Name") == LOW_QUALITY_QUALIFICATION_NAME:
+                        self._low_quality_id = qualification["QualificationTypeId"]
+                        return self._low_quality_id
+            created = self.client.create_qualification_type(
+                Name=LOW_QUALITY_QUALIFICATION_NAME,
+                Description=(
+                    "Given by dressvision's requester to workers whose answers were estimated "
+                    "too often wrong; its HITs are not offered to them."
+                ),
+                QualificationTypeStatus="Active",
+            )
+            self._low_quality_id = created["QualificationType"]["QualificationTypeId"]
+        return self._low_quality_id
+
+    def low_quality_requirement(self) -> dict[str, Any]:
+        """The HIT requirement that keeps the excluded workers out."""
+        return {
+            "QualificationTypeId": self.low_quality_qualification_id,
+            "Comparator": "DoesNotExist",
+            "ActionsGuarded": "DiscoverPreviewAndAccept",
+        }
+
+    def exclude_workers(self, worker_ids) -> bool:
+        """Give each worker the low-quality qualification (score 0): new HITs of our HIT type
+        (which requires its absence) are no longer offered to them."""
+        if not self.keep_out_low_quality:
+            return False
+        for worker_id in worker_ids:
+            self.client.associate_qualification_with_worker(
+                QualificationTypeId=self.low_quality_qualification_id,
+                WorkerId=worker_id,
+                IntegerValue=0,
+                SendNotification=False,
+            )
+        return True
+
+    def budget_left_usd(self) -> Decimal:
+        """What is left of the budget cap (`review --publish --json` reports it)."""
+        return self.budget_usd - self._spent_so_far()
 
     def _assignments(self, hit_id: str, statuses: list[str]) -> Iterator[dict]:
         paginator = self.client.get_paginator("list_assignments_for_hit")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import subprocess
+import sys
 
 import pytest
 
 from infra.bundling import (
+    BUNDLE_FORMAT,
     CopySources,
     PipLayer,
     project_dependencies,
@@ -73,7 +75,14 @@ def test_a_cached_layer_is_copied_without_pip(tmp_path, monkeypatch):
     )
     (layer.cache_dir / "python" / "tqdm").mkdir(parents=True)
     (layer.cache_dir / "python" / "tqdm" / "__init__.py").write_text("")
-    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("pip ran"))
+    run = subprocess.run
+
+    def no_pip(command, **kwargs):
+        if "pip" in command:
+            pytest.fail("pip ran")
+        return run(command, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", no_pip)
     out = tmp_path / "out"
     assert layer.try_bundle(str(out), None)
     assert (out / "python" / "tqdm" / "__init__.py").exists()
@@ -105,3 +114,35 @@ def test_a_failed_pip_says_what_to_do_and_leaves_no_cache(tmp_path, monkeypatch)
         layer.try_bundle(str(tmp_path / "out"), None)
     assert "package index" in str(caught.value)
     assert not layer.cache_dir.exists()
+
+
+THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def test_sources_are_compiled_for_a_read_only_run_time(tree, tmp_path_factory):
+    out = tmp_path_factory.mktemp("asset")
+    bundler = CopySources(root=tree, folders=("lambdas", "shared"), python_version=THIS_PYTHON)
+    assert bundler.try_bundle(str(out), None)
+    (pyc,) = (out / "lambdas" / "__pycache__").glob("ingest.*.pyc")
+    flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+    assert flags == 0b01  # hash-based and unchecked: valid whatever the zip does to file times
+
+
+def test_without_the_runtime_python_the_sources_ship_alone_with_a_warning(
+    tree, tmp_path_factory, capsys
+):
+    out = tmp_path_factory.mktemp("asset")
+    bundler = CopySources(root=tree, folders=("lambdas", "shared"), python_version="2.1")
+    assert bundler.try_bundle(str(out), None)
+    assert not list(out.rglob("*.pyc"))
+    assert "python2.1" in capsys.readouterr().err
+
+
+def test_asset_hashes_change_with_the_bundle_format(tree, monkeypatch):
+    from infra import bundling
+
+    layer = PipLayer(requirements=["tqdm==1"], python_version="3.12", arch="aarch64")
+    before = (sources_hash(tree, ("lambdas", "shared")), layer.asset_hash)
+    monkeypatch.setattr(bundling, "BUNDLE_FORMAT", BUNDLE_FORMAT + b"+1")
+    after = (sources_hash(tree, ("lambdas", "shared")), layer.asset_hash)
+    assert before[0] != after[0] and before[1] != after[1]

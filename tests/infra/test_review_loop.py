@@ -28,6 +28,7 @@ def _alarmed_queues(cfn, synth) -> set[str]:
     return {
         cfn.getatt_target(dimension["Value"])
         for alarm in synth.props("AWS::CloudWatch::Alarm")
+        if alarm.get("Namespace") == "AWS/SQS"  # not the budget alarm (test_budget_alarm.py)
         for dimension in alarm["Dimensions"]
     }
 

@@ -17,10 +17,10 @@ from shared.registry import ModelRegistry
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def run_evaluate(home, out) -> int:
+def run_evaluate(home, *argv) -> int:
     parser = argparse.ArgumentParser()
     evaluate.register(parser.add_subparsers())
-    args = parser.parse_args(["evaluate", "--json", str(out)])
+    args = parser.parse_args(["evaluate", *argv])
     args.home = home
     return args.func(args)
 
@@ -50,11 +50,13 @@ def test_the_locator_block_appears_once_a_locator_is_current(
     register_untrained_model(ports)
     out = tmp_path / "eval.json"
 
-    assert run_evaluate(home, out) == 0
-    assert "locator" not in json.loads(out.read_text())
+    capsys.readouterr()
+    assert run_evaluate(home, "--json") == 0  # one JSON object on stdout, nothing else
+    printed = json.loads(capsys.readouterr().out)
+    assert "locator" not in printed and set(printed["splits"]) == {"train", "test"}
 
     train_locator(records, ports.catalog, ModelRegistry(ports.artifacts), args=quick_args())
-    assert run_evaluate(home, out) == 0
+    assert run_evaluate(home, "--output", str(out)) == 0
     block = json.loads(out.read_text())["locator"]
     assert set(block) == {"mean_iou", "iou_50", "iou_75"}
     assert 0.0 <= block["iou_75"] <= block["iou_50"] <= 1.0

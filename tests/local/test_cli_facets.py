@@ -42,7 +42,8 @@ def test_tag_prints_one_entry_per_path_with_errors_for_unreadable_files(
     good.write_bytes(photo(1))
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
-    assert cli(home, "tag", str(good), str(broken), str(tmp_path / "missing.jpg"), "--json") == 0
+    # Any failed file makes the exit status 1; the JSON still lists every file.
+    assert cli(home, "tag", str(good), str(broken), str(tmp_path / "missing.jpg"), "--json") == 1
     entries = json.loads(capsys.readouterr().out)
     assert [e["path"] for e in entries] == [str(good), str(broken), str(tmp_path / "missing.jpg")]
     assert all(set(e) == {"path", "facets", "error"} for e in entries)
@@ -52,6 +53,7 @@ def test_tag_prints_one_entry_per_path_with_errors_for_unreadable_files(
     assert entries[1]["facets"] == {} and "corrupt" in entries[1]["error"]
     assert entries[2]["facets"] == {} and entries[2]["error"]
     assert cli(home, "tag", str(broken), "--json") == 1  # nothing tagged
+    assert cli(home, "tag", str(good), "--json") == 0
 
 
 def test_tag_without_a_model_says_what_to_do(photo, home, ports, tmp_path):
@@ -100,8 +102,9 @@ def test_train_then_evaluate_write_the_documented_json(add_images, home, ports, 
     assert set(trained["facets"]["sleeve"]) == {"train", "test"}
 
     out = tmp_path / "eval.json"
-    assert cli(home, "evaluate", "--json", str(out)) == 0
-    document = json.loads(out.read_text())
+    assert cli(home, "evaluate", "--json", "--output", str(out)) == 0
+    document = json.loads(capsys.readouterr().out)  # stdout holds the one JSON object
+    assert json.loads(out.read_text()) == document
     assert set(document) == {"version", "splits"} and document["version"] == trained["version"]
     assert set(document["splits"]) == {"train", "test"}
     report = document["splits"]["test"]["neckline"]

@@ -66,7 +66,7 @@ def test_an_unknown_label_stops_the_import_before_anything_is_uploaded(tmp_path,
         csv.read_text().replace("sheath,crew,long,work,,,,", "sheath,scoop,long,work,,,,")
     )
     home = tmp_path / "home"
-    assert main(["--home", str(home), "import", str(catalog), "--json"]) == 2
+    assert main(["--home", str(home), "import", str(catalog), "--json"]) == 1
     error = capsys.readouterr().err
     assert "line 3" in error and "'scoop'" in error and "v-neck, crew, boat" in error
     assert main(["--home", str(home), "labels", "export", "--format", "json"]) == 0

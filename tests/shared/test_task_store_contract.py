@@ -24,7 +24,7 @@ from shared.embedded import sqlite
 from shared.embedded.sqlite import SqliteLabelStore
 from shared.embedded.tasks_sqlite import SqliteTaskStore
 from shared.errors import ConflictError, NotFoundError
-from shared.ports import TaskStore
+from shared.ports import TaskStore, WorkerRecord
 from shared.tasks import RelabelTask, Vote, task_id_for
 
 NECKLINES = ("v-neck", "crew", "boat", "sweetheart", "halter")
@@ -288,3 +288,50 @@ def test_the_ledger_never_shows_up_as_a_task(backend):
     store.create(make_task())
     store.add_spend(Decimal("0.18"), cap=CAP, initial=lambda: Decimal(0))
     assert [t.task_id for t in store.list()] == [make_task().task_id]
+
+
+# --- Worker records ------------------------------------------------------------------------
+
+
+def worker_record(provider: str, worker_id: str, accuracy: float, **changes) -> WorkerRecord:
+    fields = dict(
+        provider=provider,
+        worker_id=worker_id,
+        answers=30,
+        accuracy=accuracy,
+        spammer_score=None,
+        likely_spammer=False,
+        excluded=False,
+        updated_at=datetime(2026, 5, 1, 12, tzinfo=UTC),
+    )
+    return WorkerRecord(**{**fields, **changes})
+
+
+def test_worker_records_are_replaced_per_provider_and_worker(backend):
+    store = backend()
+    store.create(make_task("p1/a"))
+    store.put_workers(
+        [
+            worker_record("mturk", "A1", 0.9, spammer_score=0.8),
+            worker_record("mturk", "A2", 0.3, spammer_score=0.05, likely_spammer=True),
+            worker_record("a2i", "A1", 0.7),  # the same id elsewhere is another person
+        ]
+    )
+    store.put_workers([worker_record("mturk", "A2", 0.25, excluded=True, answers=40)])
+
+    other = backend()  # another process sees them
+    assert {(w.provider, w.worker_id) for w in other.workers()} == {
+        ("mturk", "A1"),
+        ("mturk", "A2"),
+        ("a2i", "A1"),
+    }
+    mturk = {w.worker_id: w for w in other.workers("mturk")}
+    assert set(mturk) == {"A1", "A2"}
+    assert mturk["A2"] == worker_record("mturk", "A2", 0.25, excluded=True, answers=40)
+    assert mturk["A1"].spammer_score == 0.8
+    # Workers never show up as tasks.
+    assert [t.task_id for t in other.list()] == [make_task("p1/a").task_id]
+
+
+def test_no_workers_yet(backend):
+    assert list(backend().workers()) == []

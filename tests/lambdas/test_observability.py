@@ -1,0 +1,129 @@
+"""What an operator sees of a Lambda invocation: one EMF document with the metrics, and JSON
+log lines that carry the ids to search by."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from lambdas import batch_events, collect, ingest, observability
+from shared import env
+from shared.keys import current_model_key
+
+
+def printed_json(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def logs(monkeypatch) -> io.StringIO:
+    """What the JSON log handler writes (it holds the stdout of its creation, not capsys')."""
+    stream = io.StringIO()
+    for handler in observability.logger.handlers:
+        monkeypatch.setattr(handler, "stream", stream)
+    return stream
+
+
+def emf_metrics(documents: list[dict]) -> dict[str, float]:
+    """name -> value of the one EMF document among the printed lines."""
+    (emf,) = [d for d in documents if "_aws" in d]
+    (directive,) = emf["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == env.METRICS_NAMESPACE
+    assert directive["Dimensions"] == [["service"]] and emf["service"] == env.METRICS_SERVICE
+    return {m["Name"]: sum(emf[m["Name"]]) for m in directive["Metrics"]}
+
+
+@pytest.fixture
+def uploads(aws, make_jpeg):
+    aws["s3"].put_object(
+        Bucket=aws["artifacts"], Key=current_model_key("facets"), Body=json.dumps({"version": "v1"})
+    )
+    aws["s3"].put_object(
+        Bucket=aws["catalog"], Key="catalog/p-1/front.jpg", Body=make_jpeg((48, 64))
+    )
+    aws["s3"].put_object(Bucket=aws["catalog"], Key="catalog/p-2/bad.jpg", Body=b"GIF89a?")
+    event = aws["receive_all"]()
+    event["Records"].append(
+        {"messageId": "poison-1", "receiptHandle": "r", "body": "{not json", "attributes": {}}
+    )
+    return event
+
+
+def test_ingest_prints_its_metrics_and_logs_with_ids(uploads, lambda_context, capsys, logs):
+    response = ingest.handler(uploads, lambda_context)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "poison-1"}]}
+    documents = printed_json(capsys.readouterr().out) + printed_json(logs.getvalue())
+
+    assert emf_metrics(documents) == {
+        env.METRIC_IMAGES_INGESTED: 1.0,
+        env.METRIC_IMAGES_INVALID: 1.0,
+        env.METRIC_JOBS_SUBMITTED: 1.0,
+    }
+    logs = [d for d in documents if "_aws" not in d]
+    (failed,) = [d for d in logs if d["level"] == "ERROR"]
+    assert failed["message_id"] == "poison-1" and "poison-1" in failed["message"]
+    assert "image_id" not in failed  # the previous message's image is not this one's
+    assert failed["function_name"] == lambda_context.function_name
+    (summary,) = [d for d in logs if d["message"].startswith("ingest batch")]
+    assert summary["job_id"]  # the inference job submitted
+    assert summary["name"] == "lambdas.ingest" and "cold_start" in summary
+
+
+def test_the_ids_do_not_leak_into_the_next_invocation(uploads, lambda_context, capsys, logs):
+    ingest.handler(uploads, lambda_context)
+    capsys.readouterr()
+    logs.seek(0)
+    logs.truncate()
+    with open("tests/events/batch_job_state_change_succeeded.json") as handle:
+        batch_events.handler(json.load(handle), lambda_context)
+    documents = printed_json(capsys.readouterr().out)
+    (line,) = [d for d in printed_json(logs.getvalue()) if d["message"].startswith("job ")]
+    assert "message_id" not in line and "image_id" not in line and line["job_id"]
+    assert line["name"] == "lambdas.batch_events"
+    assert emf_metrics(documents)[env.METRIC_JOBS_SUBMITTED] == 0.0
+
+
+def test_collect_reports_answers_and_changed_labels(aws, lambda_context, capsys, monkeypatch):
+    monkeypatch.setenv(env.TASKS_TABLE, "Tasks")
+    import boto3
+
+    from lambdas import wiring
+    from shared.aws.tasks_dynamodb import create_tasks_table
+
+    create_tasks_table(boto3.client("dynamodb"), "Tasks")
+    wiring.reset()
+    assert collect.handler({"source": "aws.scheduler"}, lambda_context)["decided"] == 0
+    assert emf_metrics(printed_json(capsys.readouterr().out)) == {
+        env.METRIC_ANSWERS_RECEIVED: 0.0,
+        env.METRIC_LABELS_CHANGED: 0.0,
+        env.METRIC_JOBS_SUBMITTED: 0.0,
+    }
+
+
+def test_a_paid_workforce_reports_what_it_spent_and_what_is_left(lambda_context, capsys):
+    from decimal import Decimal
+
+    from lambdas.review import budget_spent
+
+    class PaidWorkforce:
+        def __init__(self):
+            self.left = iter([Decimal("10.00"), Decimal("9.40")])
+
+        def budget_left_usd(self) -> Decimal:
+            return next(self.left)
+
+    @observability.instrument
+    def publishing(event, context):
+        with budget_spent(PaidWorkforce()):
+            pass  # publishing 2 tasks of 3 answers at $0.10 each
+        with budget_spent(object()):  # an unpaid workforce reports no budget
+            pass
+        return {}
+
+    publishing({}, lambda_context)
+    assert emf_metrics(printed_json(capsys.readouterr().out)) == {
+        env.METRIC_BUDGET_SPENT_USD: 0.6,
+        env.METRIC_BUDGET_LEFT_USD: 9.4,
+    }
