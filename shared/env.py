@@ -50,6 +50,15 @@ A2I_FLOW_DEFINITION_ARN = "DRESSVISION_A2I_FLOW_DEFINITION_ARN"
 SIMULATED_SEED = "DRESSVISION_SIMULATED_SEED"  # simulated workers: same seed, same answers
 SIMULATED_TRUTH = "DRESSVISION_SIMULATED_TRUTH"  # labels_true.csv the simulated workers see
 
+# The web app (web/): where it is reached (workers' image links point there when set), the
+# Secrets Manager secret that signs its sessions and image links (AWS; locally a key file under
+# the home folder), and the Cognito hosted UI staff sign in through (AWS).
+WEB_BASE_URL = "DRESSVISION_WEB_BASE_URL"
+WEB_SECRET_ARN = "DRESSVISION_WEB_SECRET_ARN"
+# https://<prefix>.auth.<region>.amazoncognito.com
+WEB_COGNITO_DOMAIN = "DRESSVISION_WEB_COGNITO_DOMAIN"
+WEB_COGNITO_CLIENT_ID = "DRESSVISION_WEB_COGNITO_CLIENT_ID"
+
 # Set by AWS Batch on array-job children; set the same way by the local job runner.
 BATCH_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
 BATCH_JOB_ID = "AWS_BATCH_JOB_ID"
@@ -126,6 +135,10 @@ class Settings:
     simulated_truth: str = ""
     review_queue_url: str = ""
     retrain_threshold: int = 50
+    web_base_url: str = ""
+    web_secret_arn: str = ""
+    web_cognito_domain: str = ""
+    web_cognito_client_id: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -165,6 +178,10 @@ class Settings:
             simulated_truth=env.get(SIMULATED_TRUTH, ""),
             review_queue_url=env.get(REVIEW_QUEUE_URL, ""),
             retrain_threshold=_int(env, RETRAIN_THRESHOLD, cls.retrain_threshold),
+            web_base_url=env.get(WEB_BASE_URL, "").rstrip("/"),
+            web_secret_arn=env.get(WEB_SECRET_ARN, ""),
+            web_cognito_domain=env.get(WEB_COGNITO_DOMAIN, "").rstrip("/"),
+            web_cognito_client_id=env.get(WEB_COGNITO_CLIENT_ID, ""),
             job_definitions={
                 k[len(JOB_DEFINITION_PREFIX) :].lower(): v
                 for k, v in env.items()
@@ -213,6 +230,10 @@ class Settings:
             SIMULATED_TRUTH: self.simulated_truth,
             REVIEW_QUEUE_URL: self.review_queue_url,
             RETRAIN_THRESHOLD: str(self.retrain_threshold),
+            WEB_BASE_URL: self.web_base_url,
+            WEB_SECRET_ARN: self.web_secret_arn,
+            WEB_COGNITO_DOMAIN: self.web_cognito_domain,
+            WEB_COGNITO_CLIENT_ID: self.web_cognito_client_id,
         }
         for name, definition in self.job_definitions.items():
             env[JOB_DEFINITION_PREFIX + name.upper()] = definition
