@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "tag",
     "locate",
     "relabel",
+    "serve",
     "demo",
 )
 
