@@ -242,7 +242,8 @@ class DressvisionStack(Stack):
             "Web",
             package=self.package,
             name_prefix=self.settings.name_prefix,
-            environment=self.data_environment(),
+            # The queue's name too: Settings requires it on AWS (the app never submits a job).
+            environment={**self.data_environment(), **self.jobs.submission_environment()},
             catalog=self.buckets.catalog,
             artifacts=self.buckets.artifacts,
             labels=self.tables.labels,

@@ -17,6 +17,7 @@ from cfn_template import (
 
 from infra.constructs.web_api import HANDLER
 from shared import env
+from shared.env import Settings
 
 REVIEW = "lambdas.review.handler"
 ITEM_WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
@@ -24,6 +25,13 @@ ITEM_WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 
 def _routes(synth) -> dict[str, dict]:
     return {r["RouteKey"]: r for r in synth.props("AWS::ApiGatewayV2::Route")}
+
+
+def test_the_function_environment_is_complete_settings(synth):
+    variables = function_props(synth, HANDLER)["Environment"]["Variables"]
+    concrete = {k: v if isinstance(v, str) else "resolved-at-deploy" for k, v in variables.items()}
+    settings = Settings.from_env(concrete)  # raises on a setting AWS requires
+    assert settings.backend == "aws" and settings.web_cognito_client_id
 
 
 def test_json_routes_need_a_cognito_jwt_and_pages_authenticate_in_the_app(synth):
