@@ -38,7 +38,7 @@ from web.auth import (
     pkce_pair,
     role_from_groups,
 )
-from web.data import ERROR_KINDS, SPLITS, WebData
+from web.data import ERROR_KINDS, SPLITS, SimilarQuery, WebData
 
 HERE = Path(__file__).parent
 IMAGE_URL_TTL_S = 300  # a presigned photo URL lives five minutes: enough to load the page
@@ -83,8 +83,15 @@ def _security_headers(response: Response, cognito_domain: str | None) -> None:
     response.headers["X-Frame-Options"] = "DENY"
 
 
-def create_app(ports: Ports, *, auth: AuthConfig, cache_ttl_s: float | None = None) -> FastAPI:
-    """The web app over `ports`, authenticating with `auth`."""
+def create_app(
+    ports: Ports,
+    *,
+    auth: AuthConfig,
+    cache_ttl_s: float | None = None,
+    similar: SimilarQuery | None = None,
+) -> FastAPI:
+    """The web app over `ports`, authenticating with `auth`. `similar`: the similarity query
+    (see `SimilarQuery`); the image page shows similar dresses only when it is given."""
     data = WebData(ports) if cache_ttl_s is None else WebData(ports, cache_ttl_s=cache_ttl_s)
     taxonomy = ports.taxonomy
     app = FastAPI(title="dressvision", docs_url=None, redoc_url=None, openapi_url=None)
@@ -458,7 +465,9 @@ def create_app(ports: Ports, *, auth: AuthConfig, cache_ttl_s: float | None = No
     def image_page(request: Request, image_id: str, *, conflict: dict | None = None):
         found = data.image(image_id)
         status = 409 if conflict else 200
-        return render(request, "image.html", {**found, "conflict": conflict}, status)
+        nearby = data.similar(similar, image_id) if similar is not None else None
+        context = {**found, "conflict": conflict, "similar": nearby}
+        return render(request, "image.html", context, status)
 
     @app.get("/catalog/{image_id:path}")
     def image_view(request: Request, image_id: str):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from shared.errors import NotFoundError
 from shared.ports import Ports
@@ -31,7 +31,22 @@ ERROR_KINDS = {"fn": "false negatives", "fp": "false positives"}
 # The figure each kind's versions are compared on (as `dressvision models list`).
 KIND_METRIC = {"facets": "test_macro_f1", "locator": "mean_iou"}
 
+SIMILAR_K = 8
+SIMILAR_OTHER_K = 4
+
 T = TypeVar("T")
+
+
+class SimilarQuery(Protocol):
+    """Dresses like `image_id`, best first: `{"results": [{"image_id", "score", "facets"}]}`.
+    `differ=[(facet, None)]`: only those whose `facet` differs from the image's. Raises
+    `NotFoundError` when the image is not in the similarity index. The composition root binds
+    it to the similarity index (`shared.similarity.similar`); without one, the image page has
+    no similar-dresses section."""
+
+    def __call__(
+        self, image_id: str, *, k: int, differ: Sequence[tuple[str, str | None]] = ()
+    ) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -298,6 +313,19 @@ class WebData:
             "prediction": prediction,
             "tasks": tasks,
         }
+
+    def similar(self, query: SimilarQuery, image_id: str) -> dict:
+        """`{"same": [...], "other": {facet: [...]}}`, or `{"missing": reason}` when the image
+        is not in the similarity index."""
+        try:
+            same = list(query(image_id, k=SIMILAR_K)["results"])
+            other = {
+                facet: list(query(image_id, k=SIMILAR_OTHER_K, differ=[(facet, None)])["results"])
+                for facet in self.taxonomy.facet_names
+            }
+        except NotFoundError as exc:
+            return {"missing": str(exc.args[0]) if exc.args else str(exc)}
+        return {"same": same, "other": other}
 
     def tasks(self) -> list[RelabelTask]:
         return self._cache.get("tasks", lambda: list(self.ports.tasks.list()))
