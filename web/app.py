@@ -254,7 +254,10 @@ def create_app(
         user = user_of(request)
         if not hmac.compare_digest(user.csrf.encode(), csrf.encode()):
             raise Forbidden("the form's CSRF token does not match your session; reload the page")
-        response = RedirectResponse("/signin", status_code=303)
+        target = "/signin"
+        if auth.cognito is not None:  # end the hosted UI's session too
+            target = auth.cognito.logout_url()
+        response = RedirectResponse(target, status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 

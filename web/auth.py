@@ -106,6 +106,12 @@ class CognitoConfig:
         )
         return f"{self.domain}/oauth2/authorize?{query}"
 
+    def logout_url(self) -> str:
+        query = urllib.parse.urlencode(
+            {"client_id": self.client_id, "logout_uri": f"{self.base_url}/signin"}
+        )
+        return f"{self.domain}/logout?{query}"
+
     def exchange_code(self, code: str, verifier: str) -> dict:
         if self.exchange is not None:
             return self.exchange(code, verifier, self.redirect_uri)

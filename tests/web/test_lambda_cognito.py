@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import urllib.parse
 from dataclasses import replace
 
@@ -69,6 +70,10 @@ def test_staff_sign_in_through_the_hosted_ui_with_pkce(cognito_client):
     assert digest.rstrip(b"=").decode() == query["code_challenge"]
     page = client.get("/catalog/p00000/img0")
     assert "ann@example.com (staff)" in page.text and "Retag" in page.text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    out = client.post("/signout", data={"csrf": csrf})
+    assert out.headers["location"].startswith(f"{DOMAIN}/logout?client_id=client123")
+    assert client.get("/models").status_code == 303  # the session cookie is gone
 
 
 def test_viewers_and_people_in_no_group(cognito_client):
