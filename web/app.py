@@ -180,10 +180,12 @@ def create_app(
     @app.exception_handler(NotFoundError)
     @app.exception_handler(UnknownLabelError)
     async def _not_found(request: Request, exc: Exception):
+        """An unknown facet, class or image in a URL is not found; in a form, a bad request."""
         message = str(exc.args[0]) if exc.args else str(exc)
+        status, title = (400, "Bad request") if request.method == "POST" else (404, "Not found")
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"error": message}, status_code=404)
-        return render(request, "error.html", {"title": "Not found", "message": message}, 404)
+            return JSONResponse({"error": message}, status_code=status)
+        return render(request, "error.html", {"title": title, "message": message}, status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
@@ -151,14 +152,16 @@ class AuthConfig:
     cognito: CognitoConfig | None = None
 
     def __post_init__(self) -> None:
+        self._tokens_lock = threading.Lock()  # two requests cannot spend one token twice
         self._sessions = URLSafeTimedSerializer(self.secret, salt="dressvision-session")
         self._oauth = URLSafeTimedSerializer(self.secret, salt="dressvision-oauth")
 
     def spend_token(self, token: str) -> Role | None:
         """The role of a one-time sign-in token, which is spent; None if unknown or spent."""
-        for known in list(self.sign_in_tokens):
-            if hmac.compare_digest(known.encode(), token.encode()):
-                return self.sign_in_tokens.pop(known)
+        with self._tokens_lock:
+            for known in list(self.sign_in_tokens):
+                if hmac.compare_digest(known.encode(), token.encode()):
+                    return self.sign_in_tokens.pop(known)
         return None
 
     def new_session(self, name: str, role: Role) -> str:

@@ -64,7 +64,7 @@ def test_a_stale_retag_shows_the_conflict_and_overwrites_nothing(staff, catalog)
 def test_retag_refuses_a_label_outside_the_taxonomy(staff, catalog):
     record = catalog.ports.labels.get("p00001/img2")
     response = _retag(staff, "p00001/img2", "neckline", "turtle", record.version)
-    assert response.status_code == 404
+    assert response.status_code == 400
     assert "turtle" in response.text
     assert catalog.ports.labels.get("p00001/img2") == record
 
