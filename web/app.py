@@ -90,9 +90,13 @@ def create_app(
     cache_ttl_s: float | None = None,
     similar: SimilarQuery | None = None,
 ) -> FastAPI:
-    """The web app over `ports`, authenticating with `auth`. `similar`: the similarity query
-    (see `SimilarQuery`); the image page shows similar dresses only when it is given."""
-    data = WebData(ports) if cache_ttl_s is None else WebData(ports, cache_ttl_s=cache_ttl_s)
+    """The web app over `ports`, authenticating with `auth`. `cache_ttl_s`: how long scans are
+    cached (default: `web.data`'s TTLs; 0 in tests). `similar`: the similarity query (see
+    `SimilarQuery`); the image page shows similar dresses only when it is given."""
+    ttl = (
+        {} if cache_ttl_s is None else {"cache_ttl_s": cache_ttl_s, "slow_cache_ttl_s": cache_ttl_s}
+    )
+    data = WebData(ports, **ttl)
     taxonomy = ports.taxonomy
     app = FastAPI(title="dressvision", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -3,8 +3,10 @@ a JSON twin with the same content.
 
 Everything is in taxonomy order. Figures come from the registry's metrics.json (as evaluated);
 image lists (confusion cells, errors) from the stored predictions of that version and today's
-labels. Scans are cached briefly per process (`CACHE_TTL_S`): a page of a 10,000-image catalog
-must not parse every record again, and a label changed through this app drops the cache at once.
+labels. Scans are cached per process: a page of a 10,000-image catalog must not parse every
+record again. Labels, tasks and the current version for `CACHE_TTL_S`; a version's predictions
+(written once by its evaluation) and the suspicious-label ranking (seconds of work) for
+`SLOW_CACHE_TTL_S`. A label or task changed through this app drops every cache at once.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ SPLITS = ("train", "test")
 GRID_PAGE = 48
 TABLE_PAGE = 50
 CACHE_TTL_S = 10.0
+SLOW_CACHE_TTL_S = 60.0
 ERROR_KINDS = {"fn": "false negatives", "fp": "false positives"}
 # The figure each kind's versions are compared on (as `dressvision models list`).
 KIND_METRIC = {"facets": "test_macro_f1", "locator": "mean_iou"}
@@ -69,16 +72,20 @@ def paginate(items: Sequence[T], page: int, size: int) -> Page:
 class _TtlCache:
     """name -> (value, time); values older than the TTL are recomputed."""
 
-    def __init__(self, ttl_s: float):
+    def __init__(self, ttl_s: float, slow_ttl_s: float):
         self.ttl_s = ttl_s
+        self.slow_ttl_s = slow_ttl_s
         self._values: dict[Any, tuple[Any, float]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Any, compute: Callable[[], T]) -> T:
+    def get(self, key: Any, compute: Callable[[], T], *, slow: bool = False) -> T:
+        """The cached value of `key`, computed again once older than the TTL (`slow`: the
+        longer TTL, for expensive values that rarely change)."""
         now = time.monotonic()
         with self._lock:
             hit = self._values.get(key)
-        if hit is not None and now - hit[1] < self.ttl_s:
+        ttl = self.slow_ttl_s if slow else self.ttl_s
+        if hit is not None and now - hit[1] < ttl:
             return hit[0]
         value = compute()
         with self._lock:
@@ -109,11 +116,18 @@ class Scored:
 
 
 class WebData:
-    def __init__(self, ports: Ports, *, cache_ttl_s: float = CACHE_TTL_S):
+    def __init__(
+        self,
+        ports: Ports,
+        *,
+        cache_ttl_s: float = CACHE_TTL_S,
+        slow_cache_ttl_s: float | None = None,
+    ):
         self.ports = ports
         self.taxonomy = ports.taxonomy
         self.registry = ModelRegistry(ports.artifacts)
-        self._cache = _TtlCache(cache_ttl_s)
+        slow = SLOW_CACHE_TTL_S if slow_cache_ttl_s is None else slow_cache_ttl_s
+        self._cache = _TtlCache(cache_ttl_s, max(slow, cache_ttl_s))
         self._metrics: dict[tuple[str, str], dict] = {}  # a saved version's metrics never change
 
     # -- caches -----------------------------------------------------------------------------
@@ -128,7 +142,7 @@ class WebData:
         def load() -> dict[str, PredictionRecord]:
             return {p.image_id: p for p in self.ports.predictions.for_model(version)}
 
-        return self._cache.get(("predictions", version), load)
+        return self._cache.get(("predictions", version), load, slow=True)
 
     def metrics(self, kind: str, version: str) -> dict:
         key = (kind, version)
@@ -356,7 +370,7 @@ class WebData:
         if version is None:
             return []
         return self._cache.get(
-            ("suspicious", version), lambda: find_suspicious(self.ports, version)
+            ("suspicious", version), lambda: find_suspicious(self.ports, version), slow=True
         )
 
 

@@ -114,3 +114,17 @@ def test_review_queue_lists_suspicious_labels_and_skips(staff, catalog):
     assert record.facets[facet] == label and record.sources[facet] == "staff"
     # A staff-set label is decided by people: it leaves the queue.
     assert int(re.search(r"of (\d+)</small>", staff.get("/review").text).group(1)) == total - 1
+
+
+def test_with_the_default_caches_a_retag_shows_at_once(catalog, auth):
+    from tests.web.conftest import make_client
+    from web.app import create_app
+
+    client = make_client(create_app(catalog.ports, auth=auth), auth, "staff")
+    by_staff = {"source": "staff"}
+    assert client.get("/api/catalog", params=by_staff).json()["total"] == 0  # cached now
+    record = catalog.ports.labels.get("p00001/img2")
+    new = _other(catalog, "occasion", record.facets["occasion"])
+    assert _retag(client, "p00001/img2", "occasion", new, record.version).status_code == 303
+    images = client.get("/api/catalog", params=by_staff).json()["images"]
+    assert [i["image_id"] for i in images] == ["p00001/img2"]
