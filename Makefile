@@ -4,16 +4,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format clean synth
+.PHONY: setup demo test lint format clean synth chromium
 
-setup: $(STAMP)
+setup: $(STAMP) chromium
 
 # Reinstall only when the dependency list changes, so the second `make setup` is instant.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[ml,infra,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[ml,infra,web,serve,dev]'
 	@touch $(STAMP)
+
+# The browser test drives Debian's chromium (no browser download by Playwright). Installed when
+# missing and we can (root with apt, as in CI); otherwise that one test skips, saying why.
+chromium:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
 
 # The CDK CLI comes from the npm registry into node_modules (no global install).
 NODE_STAMP := node_modules/.installed

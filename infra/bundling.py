@@ -106,10 +106,20 @@ def sources_hash(root: Path, folders: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
-def project_dependencies(pyproject: Path = REPO_ROOT / "pyproject.toml") -> list[str]:
-    """`[project].dependencies` minus what the Lambda runtime provides, each pinned to the
-    version installed here when there is one: the layer then carries what the tests ran with."""
-    declared = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+# Optional dependency groups the Lambdas also need: `web` (FastAPI, Jinja2, Mangum) for the web
+# app's Lambda.
+LAYER_EXTRAS = ("web",)
+
+
+def project_dependencies(
+    pyproject: Path = REPO_ROOT / "pyproject.toml", extras: Sequence[str] = LAYER_EXTRAS
+) -> list[str]:
+    """`[project].dependencies` and those of `extras`, minus what the Lambda runtime provides,
+    each pinned to the version installed here when there is one: the layer then carries what
+    the tests ran with."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    optional = project.get("optional-dependencies", {})
+    declared = [*project["dependencies"], *(spec for e in extras for spec in optional[e])]
     pinned: list[str] = []
     for spec in declared:
         match = _NAME.match(spec)

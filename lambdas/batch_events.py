@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 REINFER_SUBMITTED = "re-inference submitted"
 
+
 def job_kind(event: BatchJobStateChange) -> str | None:
     """'infer' or 'train', from the container command (`python -m batch_jobs.<kind>`)."""
     for part in event.detail.container.get("command", []):

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "locate",
     "relabel",
     "workers",
+    "serve",
     "demo",
 )
 

@@ -74,6 +74,15 @@ METRIC_LABELS_CHANGED = "LabelsChanged"
 METRIC_BUDGET_SPENT_USD = "BudgetSpentUSD"  # by this invocation (MTurk rewards and fees)
 METRIC_BUDGET_LEFT_USD = "BudgetLeftUSD"  # of the cap, after this invocation
 
+# The web app (web/): where it is reached (workers' image links point there when set), the
+# Secrets Manager secret that signs its sessions and image links (AWS; locally a key file under
+# the home folder), and the Cognito hosted UI staff sign in through (AWS).
+WEB_BASE_URL = "DRESSVISION_WEB_BASE_URL"
+WEB_SECRET_ARN = "DRESSVISION_WEB_SECRET_ARN"
+# https://<prefix>.auth.<region>.amazoncognito.com
+WEB_COGNITO_DOMAIN = "DRESSVISION_WEB_COGNITO_DOMAIN"
+WEB_COGNITO_CLIENT_ID = "DRESSVISION_WEB_COGNITO_CLIENT_ID"
+
 # Set by AWS Batch on array-job children; set the same way by the local job runner.
 BATCH_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
 BATCH_JOB_ID = "AWS_BATCH_JOB_ID"
@@ -162,6 +171,10 @@ class Settings:
     retrain_threshold: int = 50
     task_deadline_hours: float = 7 * 24.0  # an MTurk HIT's default lifetime
     min_worker_accuracy: float = 0.0
+    web_base_url: str = ""
+    web_secret_arn: str = ""
+    web_cognito_domain: str = ""
+    web_cognito_client_id: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -227,6 +240,10 @@ class Settings:
             retrain_threshold=_int(env, RETRAIN_THRESHOLD, cls.retrain_threshold),
             task_deadline_hours=_float(env, TASK_DEADLINE_HOURS, cls.task_deadline_hours),
             min_worker_accuracy=_float(env, MIN_WORKER_ACCURACY, cls.min_worker_accuracy),
+            web_base_url=env.get(WEB_BASE_URL, "").rstrip("/"),
+            web_secret_arn=env.get(WEB_SECRET_ARN, ""),
+            web_cognito_domain=env.get(WEB_COGNITO_DOMAIN, "").rstrip("/"),
+            web_cognito_client_id=env.get(WEB_COGNITO_CLIENT_ID, ""),
             job_definitions={
                 k[len(JOB_DEFINITION_PREFIX) :].lower(): v
                 for k, v in env.items()
@@ -281,6 +298,10 @@ class Settings:
             RETRAIN_THRESHOLD: str(self.retrain_threshold),
             TASK_DEADLINE_HOURS: repr(self.task_deadline_hours),
             MIN_WORKER_ACCURACY: repr(self.min_worker_accuracy),
+            WEB_BASE_URL: self.web_base_url,
+            WEB_SECRET_ARN: self.web_secret_arn,
+            WEB_COGNITO_DOMAIN: self.web_cognito_domain,
+            WEB_COGNITO_CLIENT_ID: self.web_cognito_client_id,
         }
         for name, definition in self.job_definitions.items():
             env[JOB_DEFINITION_PREFIX + name.upper()] = definition

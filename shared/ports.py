@@ -390,6 +390,7 @@ class TaskStore(ABC):
         within `cap`; a negative amount gives a reservation back. Returns (added, total after).
         A ledger that does not exist yet starts at `initial()` (what was committed before)."""
         raise NotImplementedError(f"{type(self).__name__} keeps no spend ledger")
+
     @abstractmethod
     def put_workers(self, workers: Iterable[WorkerRecord]) -> None:
         """Store each worker's record, replacing the one of the same (provider, worker_id):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,7 @@ from shared.aggregation import (
     summarize_workers,
 )
 from shared.errors import BudgetExceededError, ConflictError, NotFoundError
+from shared.image_links import image_link
 from shared.keys import SNAPSHOT_PREFIX, TRAIN_REQUEST_KEY, snapshot_id_of
 from shared.ports import Ports, WorkerRecord, Workforce
 from shared.records import ImageStatus, LabelRecord, LabelSource
@@ -53,6 +55,9 @@ logger = logging.getLogger(__name__)
 
 OOF_SUFFIX = "+oof"
 UPDATE_ATTEMPTS = 5
+# How long a task's signed image link works: a HIT lives a week and more answers can be asked
+# for after that, so twice that.
+TASK_LINK_LIFETIME_S = 14 * 24 * 3600
 
 
 def oof_version(model_version: str) -> str:
@@ -140,10 +145,15 @@ def find_suspicious(
 
 
 def image_url(ports: Ports, workforce: Workforce, record: LabelRecord) -> str:
-    """Where workers' browsers fetch the photo: A2I signs s3:// URIs itself, others get a
-    presigned URL (a file:// URL locally)."""
+    """Where workers' browsers fetch the photo: A2I signs s3:// URIs itself; when the web app's
+    base URL is configured, a signed link to it valid for the task's whole lifetime (it
+    redirects to a fresh presigned URL each time); else a presigned URL (file:// locally),
+    which expires with the credentials that signed it."""
     if workforce.name == "a2i":
         return f"s3://{ports.catalog.name}/{record.object_key}"
+    if ports.settings.web_base_url:
+        expires_at = time.time() + TASK_LINK_LIFETIME_S
+        return image_link(ports.settings, record.image_id, expires_at)
     return ports.catalog.url(record.object_key, expires_s=7 * 24 * 3600)
 
 

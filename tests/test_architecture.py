@@ -148,12 +148,14 @@ def lazy():
 
 
 def _test_tree_modules() -> set[str]:
-    """Names under which a file of tests/ could be imported: `tests.x.y`, and the bare stem
-    (pytest puts test folders on sys.path)."""
+    """Names under which a test module or a conftest of tests/ could be imported: `tests.x.y`,
+    and the bare stem (pytest puts test folders on sys.path). Plain helper modules (no tests, no
+    fixtures, e.g. `tests/web/fake_catalog.py`) may be imported: that runs nothing twice."""
     names = set()
     for path in _source_files("tests"):
-        names.add(_module_name(path))
-        names.add(path.stem)
+        if path.name.startswith("test_") or path.name == "conftest.py":
+            names.add(_module_name(path))
+            names.add(path.stem)
     return names - {"__init__"}
 
 
@@ -161,8 +163,8 @@ def _test_tree_modules() -> set[str]:
     "path", _source_files("tests"), ids=lambda p: p.relative_to(REPO).as_posix()
 )
 def test_no_test_file_imports_another(path: Path):
-    """Shared test code is a conftest fixture: importing a test module runs its tests twice
-    and ties the suites together."""
+    """Shared fixtures live in conftest: importing a test module runs its tests twice and ties
+    the suites together, and importing a conftest registers its fixtures twice."""
     tree_modules = _test_tree_modules()
     imports = _imports_of(path)
-    assert sorted(m for m in imports if m in tree_modules or m.startswith("tests.")) == []
+    assert sorted(m for m in imports if m in tree_modules) == []

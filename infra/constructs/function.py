@@ -32,6 +32,7 @@ class ProjectFunction(Construct):
         memory_size: int,
         description: str,
         reserved_concurrency: int | None = None,
+        function_name: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
@@ -50,6 +51,7 @@ class ProjectFunction(Construct):
             self,
             "Function",
             description=description,
+            function_name=function_name,
             runtime=package.runtime,
             architecture=package.architecture,
             code=package.code,

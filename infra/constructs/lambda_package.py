@@ -1,4 +1,4 @@
-"""What every Lambda of this app runs: our code (`lambdas/` + `shared/`) and a layer with our
+"""What every Lambda of this app runs: our code (`lambdas/`, `shared/`, `web/`) and a layer with our
 third-party dependencies, both built on this machine without Docker (see `infra/bundling.py`).
 
 arm64 (Graviton): about 20% cheaper per GB-second than x86_64 at equal or better speed for this
@@ -13,7 +13,7 @@ from constructs import Construct
 
 from infra.bundling import REPO_ROOT, CopySources, PipLayer, project_dependencies, sources_hash
 
-SOURCE_FOLDERS = ("lambdas", "shared")
+SOURCE_FOLDERS = ("lambdas", "shared", "web")
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 PYTHON_VERSION = "3.12"  # the layer's wheels are built for exactly this runtime
 ARCHITECTURE = lambda_.Architecture.ARM_64

@@ -21,6 +21,7 @@ from infra.constructs.network import JobNetwork
 from infra.constructs.queue import QueueWithDeadLetter, visibility_timeout
 from infra.constructs.review_loop import ReviewLoop
 from infra.constructs.tables import DataTables
+from infra.constructs.web_api import WebApi
 from infra.grants import RoleGrants
 from infra.settings import StageSettings
 from shared import env
@@ -62,6 +63,7 @@ class DressvisionStack(Stack):
         self.loop = self._review_loop()
         self._grant_jobs()
         self._grant_review_loop()
+        self.web = self._web()
         self.alerts.notify_failed_jobs("FailedJobs", self.jobs.state_changes("FAILED"))
         self._outputs()
 
@@ -256,6 +258,26 @@ class DressvisionStack(Stack):
             collect.human_loops(flow_definition, start=True, describe=True)  # more answers
             collect.objects(artifacts, A2I_OUTPUT_PREFIX, read=True)
 
+    def _web(self) -> WebApi:
+        """The quality web app; crowd tasks' photo links point at it (valid a task's lifetime)."""
+        web = WebApi(
+            self,
+            "Web",
+            package=self.package,
+            name_prefix=self.settings.name_prefix,
+            # The queue's name too: Settings requires it on AWS (the app never submits a job).
+            environment={**self.data_environment(), **self.jobs.submission_environment()},
+            catalog=self.buckets.catalog,
+            artifacts=self.buckets.artifacts,
+            labels=self.tables.labels,
+            predictions=self.tables.predictions,
+            tasks=self.tables.tasks,
+        )
+        self.loop.review.function.add_environment(env.WEB_BASE_URL, web.api.api_endpoint)
+        self.loop.review.function.add_environment(env.WEB_SECRET_ARN, web.secret.secret_arn)
+        web.secret.grant_read(self.loop.review.role)
+        return web
+
     def _grant_jobs(self) -> None:
         """Each job reads and writes only its own prefixes and tables."""
         artifacts, catalog = self.buckets.artifacts, self.buckets.catalog
@@ -297,6 +319,10 @@ class DressvisionStack(Stack):
             "AnswersDeadLetterQueue": self.loop.answers_queue.dead_letter.queue_url,
             "BatchEventsDeadLetterQueue": self.loop.batch_events_dead_letter.queue_url,
             "AlarmTopic": self.alerts.topic.topic_arn,
+            "WebUrl": self.web.api.api_endpoint,
+            "WebUserPool": self.web.user_pool.user_pool_id,
+            "WebSignInDomain": self.web.sign_in_domain,
+            "WebFunction": self.web.function.function.function_name,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

@@ -41,6 +41,7 @@ RECORD_TYPE = "record_type"  # set on worker items only
 WORKER_RECORD = "worker"
 WORKER_KEY_PREFIX = "worker#"
 
+
 class DynamoDBTaskStore(_DynamoDBTable, TaskStore):
     """Relabel tasks in one DynamoDB table (see the module docstring)."""
 
