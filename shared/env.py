@@ -25,6 +25,9 @@ ARTIFACTS_BUCKET = "DRESSVISION_ARTIFACTS_BUCKET"  # manifests, models, snapshot
 LABELS_TABLE = "DRESSVISION_LABELS_TABLE"
 PREDICTIONS_TABLE = "DRESSVISION_PREDICTIONS_TABLE"
 TASKS_TABLE = "DRESSVISION_TASKS_TABLE"
+VECTOR_BUCKET = "DRESSVISION_VECTOR_BUCKET"  # S3 Vectors bucket (similarity indexes)
+# Local faiss index: exact search up to this many vectors, HNSW above.
+VECTOR_HNSW_ABOVE = "DRESSVISION_VECTOR_HNSW_ABOVE"
 JOB_QUEUE = "DRESSVISION_JOB_QUEUE"
 REVIEW_QUEUE_URL = "DRESSVISION_REVIEW_QUEUE_URL"  # batch_events -> review
 RETRAIN_THRESHOLD = "DRESSVISION_RETRAIN_THRESHOLD"  # changed labels that trigger training
@@ -126,6 +129,8 @@ class Settings:
     simulated_truth: str = ""
     review_queue_url: str = ""
     retrain_threshold: int = 50
+    vector_bucket: str = ""
+    vector_hnsw_above: int = 20_000
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -165,6 +170,8 @@ class Settings:
             simulated_truth=env.get(SIMULATED_TRUTH, ""),
             review_queue_url=env.get(REVIEW_QUEUE_URL, ""),
             retrain_threshold=_int(env, RETRAIN_THRESHOLD, cls.retrain_threshold),
+            vector_bucket=env.get(VECTOR_BUCKET, ""),
+            vector_hnsw_above=_int(env, VECTOR_HNSW_ABOVE, cls.vector_hnsw_above),
             job_definitions={
                 k[len(JOB_DEFINITION_PREFIX) :].lower(): v
                 for k, v in env.items()
@@ -213,6 +220,8 @@ class Settings:
             SIMULATED_TRUTH: self.simulated_truth,
             REVIEW_QUEUE_URL: self.review_queue_url,
             RETRAIN_THRESHOLD: str(self.retrain_threshold),
+            VECTOR_BUCKET: self.vector_bucket,
+            VECTOR_HNSW_ABOVE: str(self.vector_hnsw_above),
         }
         for name, definition in self.job_definitions.items():
             env[JOB_DEFINITION_PREFIX + name.upper()] = definition

@@ -40,3 +40,22 @@ def snapshot_key(snapshot_id: str) -> str:
 
 def embedding_key(model_version: str, image_id: str) -> str:
     return f"{EMBEDDINGS_PREFIX}{model_version}/{image_id}.npy"
+
+
+# Similarity: one embedding space (vector index) per embedder kind. The dimensions are fixed
+# per kind because an S3 Vectors index is created with its dimension (infra reads these):
+# the supervised embedder's projection, and the pooled features of the default facet backbone
+# (resnet18). A facet model on another backbone needs an unsupervised index of its width.
+EMBEDDING_KINDS = ("supervised", "unsupervised")
+EMBEDDING_DIMENSIONS = {"supervised": 128, "unsupervised": 512}
+VECTOR_INDEX_PREFIX = "indexes/vectors/"
+
+
+def vector_index_key(kind: str) -> str:
+    """`indexes/vectors/<kind>.npz`: the local faiss index of one embedder kind (artifacts)."""
+    return f"{VECTOR_INDEX_PREFIX}{kind}.npz"
+
+
+def vector_index_name(kind: str) -> str:
+    """The S3 Vectors index of one embedder kind, in the deployment's vector bucket."""
+    return f"similarity-{kind}"
