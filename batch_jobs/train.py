@@ -54,6 +54,7 @@ from batch_jobs.facets.loss import UNKNOWN, MaskedWeightedCrossEntropy, balanced
 from batch_jobs.facets.model import DEFAULT_ARCH, FacetNet, backbone_names, create_model
 from batch_jobs.facets.predictor import KIND, METRIC, FacetTagger, load_locator
 from batch_jobs.facets.preprocess import CropConfig, PreprocessConfig
+from batch_jobs.similarity import train as similarity
 from batch_jobs.snapshot import export_snapshot, read_snapshot
 from shared.backends import build_ports
 from shared.env import BATCH_JOB_ID, Settings
@@ -198,6 +199,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         default=None,
         help="progress bars (default: when stderr is a terminal)",
     )
+    parser.add_argument(
+        "--what",
+        choices=("facets", "similarity", "all"),
+        default="facets",
+        help="the facet model (default; the locator too with --locator train), the "
+        "similarity embedder (batch_jobs/similarity), or both, facets first",
+    )
+    similarity.add_arguments(parser)
     return parser
 
 
@@ -595,6 +604,8 @@ def model_files(
 def main(args: argparse.Namespace, ports: Ports | None = None) -> int:
     """The Batch job: train with the deployment's ports, print a JSON summary."""
     ports = ports or build_ports(Settings.from_env())
+    if args.what == "similarity":
+        return similarity.main(args, ports)
     try:
         result = train(args, ports)
     except FacetDataError as exc:
@@ -611,7 +622,7 @@ def main(args: argparse.Namespace, ports: Ports | None = None) -> int:
             }
         )
     )
-    return 0
+    return similarity.main(args, ports) if args.what == "all" else 0
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 - infer SUCCEEDED: queue a review (suspicious labels of the new predictions);
 - train SUCCEEDED with a newly promoted model: re-infer the whole catalog with it (once per
-  model version, however often the event is delivered);
+  model version, however often the event is delivered); a newly promoted similarity embedder
+  counts too: the re-inference re-embeds the catalog into the similarity indexes;
 - FAILED: recorded with its reason under `jobs/failed/` in the artifacts bucket (the alarm on
   failed jobs tells people).
 Events of array-job children are ignored: the parent's event speaks for the job.
@@ -18,6 +19,7 @@ from shared.inference import catalog_entries, current_model_version, submit_infe
 from shared.keys import model_prefix
 from shared.messages import BatchJobStateChange
 from shared.ports import Ports
+from shared.registry import ModelKind
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,12 @@ def job_kind(event: BatchJobStateChange) -> str | None:
             return part.removeprefix("batch_jobs.")
     name = event.detail.job_name
     return next((k for k in ("infer", "train") if name.startswith(k)), None)
+
+
+def reinfer_marker(ports: Ports) -> str:
+    """The marker's name: one per (facet model, similarity embedder) pair of versions."""
+    embedder = current_model_version(ports, ModelKind.SIMILARITY)
+    return REINFER_MARKER if embedder is None else f"reinfer-similarity-{embedder}.json"
 
 
 def on_job_state_change(ports: Ports, event: BatchJobStateChange) -> str:
@@ -64,7 +72,7 @@ def on_job_state_change(ports: Ports, event: BatchJobStateChange) -> str:
         ports.review_queue.send(json.dumps({"model_version": version, "job_id": detail.job_id}))
         return "review queued"
     if kind == "train" and version is not None:
-        marker = model_prefix("facets", version) + REINFER_MARKER
+        marker = model_prefix("facets", version) + reinfer_marker(ports)
         if ports.artifacts.exists(marker):
             return "catalog already re-inferred for this model"
         entries = catalog_entries(ports)

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "models",
     "tag",
     "locate",
+    "similar",
     "relabel",
     "demo",
 )

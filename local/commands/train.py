@@ -49,6 +49,12 @@ def register(commands) -> None:
         help="also store out-of-fold predictions from K models (needed by `dressvision review`)",
     )
     parser.add_argument(
+        "--what",
+        choices=("facets", "similarity", "all"),
+        default="facets",
+        help="the facet model (default), the similarity embedder (needs a facet model), or both",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help='print {"version", "promoted", "test_macro_f1", "facets": {FACET: {"train", '
@@ -76,6 +82,7 @@ def training_args(args):
         locator=args.locator,
         force=args.force,
         progress=not args.json and sys.stderr.isatty(),
+        what=args.what,
     )
 
 
@@ -101,6 +108,8 @@ def run(args) -> int:
     from local.runtime import LocalRuntime
 
     runtime = LocalRuntime.open(args.home)
+    if args.what == "similarity":
+        return train_embedder(args, runtime.ports)
     result = train(training_args(args), runtime.ports)
     data = summarize(result)
     if args.json:
@@ -119,4 +128,23 @@ def run(args) -> int:
         print(f"  {facet:<12}{f1['train']:>10.3f}{f1['test']:>10.3f}")
     for item in result.skipped:
         print(f"  skipped {item['image_id']}: {item['reason']}")
+    return train_embedder(args, runtime.ports) if args.what == "all" else 0
+
+
+def train_embedder(args, ports) -> int:
+    """`--what similarity`: the supervised embedder (batch_jobs/similarity/train.py)."""
+    from batch_jobs.similarity.train import summary, train_similarity
+
+    result = train_similarity(training_args(args), ports)
+    data = summary(result)
+    if args.json:
+        print(json.dumps(data))
+        return 0
+    state = "promoted" if result.promoted else "NOT promoted (worse than the current one)"
+    print(f"similarity embedder {result.version}: {state}, {result.seconds['total']:.0f} s")
+    for kind, figures in data["similarity"].items():
+        print(
+            f"  {kind:<13} test recall@1 {figures['recall_at_1']:.3f}  "
+            f"recall@5 {figures['recall_at_5']:.3f}  mAP {figures['map']:.3f}"
+        )
     return 0

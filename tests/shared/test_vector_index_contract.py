@@ -161,8 +161,7 @@ def run_query(
     answer = {
         "distanceMetric": "cosine",
         "vectors": [
-            {"key": key, "distance": 1.0 - score, "metadata": by_id[key]}
-            for key, score in expected
+            {"key": key, "distance": 1.0 - score, "metadata": by_id[key]} for key, score in expected
         ],
     }
     with Stubber(client) as stubber:
