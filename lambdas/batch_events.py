@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 FAILED_PREFIX = "jobs/failed/"
 REINFER_MARKER = "reinfer.json"
+REINFER_SIMILARITY_MARKER = "reinfer-similarity-*.json"  # the pattern of the names below
 
 
 def job_kind(event: BatchJobStateChange) -> str | None:
@@ -39,7 +40,9 @@ def job_kind(event: BatchJobStateChange) -> str | None:
 def reinfer_marker(ports: Ports) -> str:
     """The marker's name: one per (facet model, similarity embedder) pair of versions."""
     embedder = current_model_version(ports, ModelKind.SIMILARITY)
-    return REINFER_MARKER if embedder is None else f"reinfer-similarity-{embedder}.json"
+    if embedder is None:
+        return REINFER_MARKER
+    return REINFER_SIMILARITY_MARKER.replace("*", embedder)
 
 
 def on_job_state_change(ports: Ports, event: BatchJobStateChange) -> str:

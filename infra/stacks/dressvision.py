@@ -21,9 +21,10 @@ from infra.constructs.network import JobNetwork
 from infra.constructs.queue import QueueWithDeadLetter, visibility_timeout
 from infra.constructs.review_loop import ReviewLoop
 from infra.constructs.tables import DataTables
+from infra.constructs.vectors import SimilarityVectors
 from infra.grants import RoleGrants
 from infra.settings import StageSettings
-from lambdas.batch_events import FAILED_PREFIX, REINFER_MARKER
+from lambdas.batch_events import FAILED_PREFIX, REINFER_MARKER, REINFER_SIMILARITY_MARKER
 from shared import env
 from shared.keys import (
     CATALOG_PREFIX,
@@ -43,6 +44,8 @@ CHECKPOINTS_PREFIX = "checkpoints/"
 A2I_OUTPUT_PREFIX = "a2i/"
 # models/facets/<version>/reinfer.json: batch_events' once-per-model re-inference marker.
 REINFER_MARKERS = f"{MODELS_PREFIX}*/{REINFER_MARKER}"
+REINFER_SIMILARITY_MARKERS = f"{MODELS_PREFIX}*/{REINFER_SIMILARITY_MARKER}"
+SIMILAR_TIMEOUT = Duration.seconds(10)  # one GetVectors and one QueryVectors
 
 
 class DressvisionStack(Stack):
@@ -57,6 +60,7 @@ class DressvisionStack(Stack):
         Tags.of(self).add("stage", settings.stage)
         self.buckets = DataBuckets(self, "Buckets", name_prefix=settings.name_prefix)
         self.tables = DataTables(self, "Tables")
+        self.vectors = SimilarityVectors(self, "Vectors", name_prefix=settings.name_prefix)
         self.alerts = Alerts(self, "Alerts", email=settings.alarm_email)
         self.network = JobNetwork(self, "Network", flow_log_bucket=self.buckets.logs)
         self.jobs = self._gpu_jobs()
@@ -65,6 +69,7 @@ class DressvisionStack(Stack):
         self.loop = self._review_loop()
         self._grant_jobs()
         self._grant_review_loop()
+        self.similar = self._similarity()
         self.alerts.notify_failed_jobs("FailedJobs", self.jobs.state_changes("FAILED"))
         self._outputs()
 
@@ -78,6 +83,7 @@ class DressvisionStack(Stack):
             env.PREDICTIONS_TABLE: self.tables.predictions.table_name,
             env.TASKS_TABLE: self.tables.tasks.table_name,
             env.INFER_SHARD_SIZE: str(self.settings.infer_shard_size),
+            env.VECTOR_BUCKET: self.vectors.bucket_name,
         }
 
     def workforce_environment(self) -> dict[str, str]:
@@ -159,6 +165,7 @@ class DressvisionStack(Stack):
         grants.table(self.tables.labels, write=True)
         grants.table(self.tables.predictions)  # what a redelivery still has to predict
         self.jobs.grant_submit(ingest.role, "infer")
+        self.vectors.grant_delete(ingest.role)  # an image that became invalid
         return queue, ingest
 
     def _review_loop(self) -> ReviewLoop:
@@ -190,6 +197,7 @@ class DressvisionStack(Stack):
         batch_events = RoleGrants(loop.batch_events.role)
         batch_events.objects(artifacts, MODELS_PREFIX, read=True)  # current.json, markers
         batch_events.keys(artifacts, REINFER_MARKERS, write=True)
+        batch_events.keys(artifacts, REINFER_SIMILARITY_MARKERS, write=True)
         batch_events.objects(artifacts, MANIFEST_PREFIX, write=True)
         batch_events.objects(artifacts, FAILED_PREFIX, write=True)
         batch_events.table(tables.labels)  # the whole catalog, for a re-inference
@@ -243,6 +251,7 @@ class DressvisionStack(Stack):
         infer.objects(artifacts, EMBEDDINGS_PREFIX, write=True)
         infer.table(self.tables.labels)  # known dress boxes
         infer.table(self.tables.predictions, write=True)
+        self.vectors.grant_write(infer.role)  # embeddings of what it tags
 
         train = RoleGrants(self.jobs.job_roles["train"])
         train.objects(catalog, CATALOG_PREFIX, read=True)
@@ -250,6 +259,22 @@ class DressvisionStack(Stack):
             train.objects(artifacts, prefix, read=True, write=True)  # checkpoints get deleted
         train.table(self.tables.labels)
         train.table(self.tables.predictions, write=True)  # per-image evaluation
+
+    def _similarity(self) -> ProjectFunction:
+        """`lambdas.similar.handler`: similarity queries for the web app's API (no torch)."""
+        similar = ProjectFunction(
+            self,
+            "Similar",
+            package=self.package,
+            handler="lambdas.similar.handler",
+            description="Dresses like a catalog image, from the S3 Vectors index",
+            # The job names complete the settings; this role may not submit anything.
+            environment={**self.data_environment(), **self.jobs.submission_environment()},
+            timeout=SIMILAR_TIMEOUT,
+            memory_size=512,
+        )
+        self.vectors.grant_query(similar.role)
+        return similar
 
     def _outputs(self) -> None:
         outputs = {
@@ -274,6 +299,8 @@ class DressvisionStack(Stack):
             "AnswersDeadLetterQueue": self.loop.answers_queue.dead_letter.queue_url,
             "BatchEventsDeadLetterQueue": self.loop.batch_events_dead_letter.queue_url,
             "AlarmTopic": self.alerts.topic.topic_arn,
+            "VectorBucket": self.vectors.bucket_name,
+            "SimilarFunction": self.similar.function.function_name,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

@@ -138,7 +138,7 @@ def test_every_lambda_is_ours_and_no_custom_resource_hides_another(synth):
 
 def test_no_lambda_role_writes_to_every_resource(synth):
     lambda_roles = roles_assumed_by(synth, "lambda.amazonaws.com")
-    assert len(lambda_roles) == 4
+    assert len(lambda_roles) == 5
     for statement in statements_of_roles(synth, lambda_roles):
         if "*" in as_list(statement["Resource"]):
             writes = write_actions(statement)
