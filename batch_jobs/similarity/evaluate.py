@@ -49,3 +49,33 @@ def similarity_metrics(
         for kind in (SUPERVISED, UNSUPERVISED)
         if kind in embedders
     }
+
+
+def evaluate_current(ports, prepared: PreparedImages, facet_version: str | None = None) -> dict:
+    """Test-split retrieval of the current embedders: `{kind: retrieval_metrics}`, with
+    `"version"` for the supervised one. `prepared`: the crops the facet evaluation made."""
+    from batch_jobs.facets.data import prepare_records
+    from batch_jobs.facets.predictor import FacetTagger, load_locator
+    from batch_jobs.similarity.embedder import load_embedders
+    from shared.registry import ModelRegistry
+
+    registry = ModelRegistry(ports.artifacts)
+    tagger = FacetTagger.from_registry(registry, facet_version)
+    if tagger is None:
+        return {}
+    embedders = load_embedders(registry, tagger)
+    figures = similarity_metrics({UNSUPERVISED: embedders[UNSUPERVISED]}, prepared)
+    supervised = embedders.get(SUPERVISED)
+    if supervised is not None:
+        own = prepared
+        if supervised.config != tagger.config:  # trained on another crop: make its own
+            crop = supervised.config.crop
+            locator = load_locator(registry, crop.locator_version) if crop else None
+            own = prepare_records(
+                prepared.records, ports.catalog, ports.settings, supervised.config, locator=locator
+            )
+        figures[SUPERVISED] = {
+            **similarity_metrics({SUPERVISED: supervised}, own)[SUPERVISED],
+            "version": supervised.version,
+        }
+    return figures

@@ -16,7 +16,9 @@ def register(commands) -> None:
             'writes {"version": V, "splits": {"train": {FACET: {"macro_f1", "accuracy", '
             '"per_class": {LABEL: {"precision", "recall", "f1", "support"}}, "confusion"}}, '
             '"test": {...}}}, plus "locator": {"mean_iou", "iou_50", "iou_75"} on the test '
-            "split when a dress locator is current."
+            'split when a dress locator is current, and "similarity": {"unsupervised", '
+            '"supervised"}: same-product retrieval on the test split ({"recall_at_1", '
+            '"recall_at_5", "map", "queries"}).'
         ),
     )
     parser.add_argument("--version", default=None, help="model version (default: current)")
@@ -46,6 +48,7 @@ def run(args) -> int:
 
     from batch_jobs.evaluate import evaluate_version
     from batch_jobs.locator.evaluate import evaluate_current_locator
+    from batch_jobs.similarity.evaluate import evaluate_current
     from local.runtime import LocalRuntime
     from shared.registry import ModelRegistry
 
@@ -58,6 +61,9 @@ def run(args) -> int:
     )
     if locator is not None:
         document = {**document, "locator": locator}
+    similarity = evaluate_current(ports, evaluation.prepared, document["version"])
+    if similarity:
+        document = {**document, "similarity": similarity}
     if args.json is not None:
         args.json.write_text(json.dumps(document, indent=2))
         print(f"wrote {args.json}")
@@ -68,6 +74,12 @@ def run(args) -> int:
         print(
             f"dress locator: mean IoU {locator['mean_iou']:.3f}, IoU >= 0.5 on "
             f"{locator['iou_50']:.1%}, IoU >= 0.75 on {locator['iou_75']:.1%} of test images"
+        )
+    for kind, figures in (document.get("similarity") or {}).items():
+        print(
+            f"similarity ({kind}): same-product retrieval on the test split, recall@1 "
+            f"{figures['recall_at_1']:.3f}, recall@5 {figures['recall_at_5']:.3f}, "
+            f"mAP {figures['map']:.3f} ({figures['queries']} queries)"
         )
     for item in evaluation.skipped:
         print(f"skipped {item.image_id}: {item.reason}")

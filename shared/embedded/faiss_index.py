@@ -33,7 +33,7 @@ import numpy as np
 
 from shared.errors import NotFoundError
 from shared.ports import ObjectStore, StoredVector, VectorHit, VectorIndex
-from shared.vectors import Condition, matches, normalized_rows
+from shared.vectors import Condition, eq, matches, normalized_rows
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class FaissVectorIndex(VectorIndex):
         self._pos: dict[str, int] = {}
         self._vectors = np.zeros((0, dim or 0), np.float32)
         self._index: faiss.Index | None = None
+        self._masks: dict[tuple[str, str], np.ndarray] = {}  # (key, value) -> positions equal
 
     @property
     def kind(self) -> str:
@@ -141,6 +142,7 @@ class FaissVectorIndex(VectorIndex):
             self._vectors = np.ascontiguousarray(data["vectors"], dtype=np.float32)
             self._index = faiss.deserialize_index(np.asarray(data["index"]))
         self._pos = {i: p for p, i in enumerate(self._ids) if i is not None}
+        self._masks.clear()
 
     def _save(self) -> None:
         header = {"dim": self.dim, "ids": self._ids, "metadata": self._meta}
@@ -158,6 +160,7 @@ class FaissVectorIndex(VectorIndex):
         with self._lock():
             self._refresh()
             yield
+            self._masks.clear()
             if self._index is not None:  # nothing was ever stored: nothing to save
                 self._save()
 
@@ -236,6 +239,11 @@ class FaissVectorIndex(VectorIndex):
         if not self._pos:
             return []
         q = normalized_rows(vector, self.dim)
+        if not filter and len(self._pos) == len(self._ids):  # everything, no tombstone
+            k_eff = min(k, len(self._ids))
+            hits = self._search(q, k_eff, None, everything=True)
+            if len(hits) == k_eff:
+                return hits
         allowed = self._allowed(filter)
         count = int(allowed.sum())
         if count == 0:
@@ -249,15 +257,30 @@ class FaissVectorIndex(VectorIndex):
         return hits
 
     def _allowed(self, conditions: Sequence[Condition]) -> np.ndarray:
-        """A boolean mask over positions: alive and matching the filter."""
-        return np.fromiter(
-            (m is not None and matches(conditions, m) for m in self._meta),
-            dtype=bool,
-            count=len(self._meta),
-        )
+        """A boolean mask over positions: alive and matching the filter (`matches`' rules:
+        a vector without the key never equals and always differs)."""
+        mask = self._equal(None, None).copy()
+        for condition in conditions:
+            equal = self._equal(condition.key, condition.value)
+            mask &= equal if condition.op == "eq" else ~equal
+        return mask
+
+    def _equal(self, key: str | None, value: str | None) -> np.ndarray:
+        """Positions whose metadata has `key` == `value` (both None: the live positions),
+        computed once per (key, value) until the next write."""
+        cached = self._masks.get((key, value))
+        if cached is None:
+            probe = [eq(key, value)] if key is not None else []
+            cached = np.fromiter(
+                (m is not None and matches(probe, m) for m in self._meta),
+                dtype=bool,
+                count=len(self._meta),
+            )
+            self._masks[(key, value)] = cached
+        return cached
 
     def _search(
-        self, q: np.ndarray, k: int, allowed: np.ndarray, *, everything: bool
+        self, q: np.ndarray, k: int, allowed: np.ndarray | None, *, everything: bool
     ) -> list[VectorHit]:
         if self.kind == "hnsw":
             ef = max(self.ef_search, k)
