@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import torch
 import torchvision
 from torch import Tensor, nn
 from torch.nn import functional
@@ -38,6 +39,16 @@ class EmbeddingNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return functional.normalize(self.projection(self.backbone(x)).float(), dim=1)
+
+    def trunk(self, x: Tensor) -> Tensor:
+        """The ResNet up to layer3 (the part `--sim-trunk frozen` keeps from the facet model)."""
+        b = self.backbone
+        return b.layer3(b.layer2(b.layer1(b.maxpool(b.relu(b.bn1(b.conv1(x)))))))
+
+    def head(self, trunk_features: Tensor) -> Tensor:
+        """layer4, pooling, projection, unit length: `forward(x) == head(trunk(x))`."""
+        pooled = torch.flatten(self.backbone.avgpool(self.backbone.layer4(trunk_features)), 1)
+        return functional.normalize(self.projection(pooled).float(), dim=1)
 
     def init_backbone(self, state: Mapping[str, Tensor]) -> None:
         """Copy the `backbone.` weights of a facet model's state dict (transfer: the facet

@@ -70,6 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sim-lr", type=float, default=5e-4, help="AdamW peak learning rate")
     group.add_argument("--sim-margin", type=float, default=0.2, help="triplet hinge margin")
     group.add_argument("--sim-dim", type=int, default=DEFAULT_DIM, help="embedding dimension")
+    group.add_argument(
+        "--sim-trunk",
+        choices=("frozen", "train"),
+        default="frozen",
+        help="frozen (default): keep the facet model's layers 1-3 and train layer4 and the "
+        "projection on their cached outputs (an epoch costs a fraction); train: everything, "
+        "with the facet model's augmentation",
+    )
 
 
 def product_batches(
@@ -90,6 +98,33 @@ def product_batches(
             batch.extend(rng.sample(rows, min(photos, len(rows))))
         batches.append(batch)
     return batches
+
+
+@torch.no_grad()
+def trunk_cache(
+    net: EmbeddingNet,
+    images: torch.Tensor,
+    rows: list[int],
+    config,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """Layer-3 features (2, len(rows), C, H, W) of each row's crop and of its mirror image
+    (a dress mirrored is the same dress: the one augmentation that survives caching)."""
+    net.eval()
+    views = []
+    for flip in (False, True):
+        chunks = []
+        for start in range(0, len(rows), batch_size):
+            batch = images[rows[start : start + batch_size]].to(device)
+            if flip:
+                batch = batch.flip(-1)
+            with autocast(device, dtype):
+                chunks.append(net.trunk(to_model_input(batch, config)).float().cpu())
+        views.append(torch.cat(chunks))
+    net.train()
+    return torch.stack(views)
 
 
 def train_similarity(args: argparse.Namespace, ports: Ports) -> SimilarityResult:
@@ -131,7 +166,15 @@ def train_similarity(args: argparse.Namespace, ports: Ports) -> SimilarityResult
     net.init_backbone(tagger.model.state_dict())
     net = net.to(device, memory_format=torch.channels_last).train()
     criterion = SemiHardTripletLoss(args.sim_margin)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=args.sim_lr, weight_decay=0.01)
+    frozen = args.sim_trunk == "frozen"
+    if frozen:  # the facet model's layers 1-3 stay; their outputs are computed once
+        for name, parameter in net.backbone.named_parameters():
+            parameter.requires_grad = name.startswith("layer4.")
+        rows = sorted(r for group in products.values() for r in group)
+        cache = trunk_cache(net, prepared.images, rows, tagger.config, device, dtype)
+        slot = {row: i for i, row in enumerate(rows)}
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=args.sim_lr, weight_decay=0.01)
     rng = random.Random(args.seed)
     per_epoch = len(product_batches(products, args.sim_products, args.sim_photos, rng))
     total = max(1, per_epoch * args.sim_epochs)
@@ -143,11 +186,17 @@ def train_similarity(args: argparse.Namespace, ports: Ports) -> SimilarityResult
     for epoch in range(args.sim_epochs):
         losses = []
         for batch in product_batches(products, args.sim_products, args.sim_photos, rng):
-            images = torch.stack([augment(prepared.images[i]) for i in batch]).to(device)
             labels = torch.tensor([product_index[prepared.records[i].product_id] for i in batch])
-            with autocast(device, dtype):
-                embeddings = net(to_model_input(images, tagger.config))
-            loss = criterion(embeddings.float(), labels)
+            if frozen:
+                views = torch.randint(0, cache.shape[0], (len(batch),))
+                features = cache[views, torch.tensor([slot[i] for i in batch])].to(device)
+                with autocast(device, dtype):
+                    embeddings = net.head(features)
+            else:
+                images = torch.stack([augment(prepared.images[i]) for i in batch]).to(device)
+                with autocast(device, dtype):
+                    embeddings = net(to_model_input(images, tagger.config))
+            loss = criterion(embeddings.float(), labels.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
