@@ -223,6 +223,21 @@ def run_inference(
     return report
 
 
+def infer_catalog(ports: Ports, *, device: str = "auto", batch_size: int = 64) -> InferReport:
+    """Tag and embed every usable catalog image here, in this process: what the re-inference
+    job does on AWS after a promotion (`dressvision train --what similarity` calls it)."""
+    from shared.inference import catalog_entries
+
+    registry = ModelRegistry(ports.artifacts)
+    tagger = FacetTagger.from_registry(registry, device=device)
+    if tagger is None:
+        return InferReport(None)
+    embedders = load_embedders(registry, tagger, device=device) if ports.vectors else {}
+    return run_inference(
+        ports, catalog_entries(ports), tagger, batch_size=batch_size, embedders=embedders
+    )
+
+
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Tag the images of a manifest", add_help=add_help)
     parser.add_argument(

@@ -153,8 +153,9 @@ def similar(
     stored = index.get([image_id]).get(image_id)
     if stored is None:
         raise NotFoundError(
-            f"image {image_id!r} is not in the similarity index: only tagged images are "
-            "(the infer job embeds every image it tags; `dressvision train` re-tags the catalog)"
+            f"image {image_id!r} is not in the similarity index: only tagged images are (the "
+            "infer job embeds every image it tags; `dressvision train --what similarity` "
+            "trains the embedder and embeds the catalog)"
         )
     return search(
         index,

@@ -133,10 +133,13 @@ def run(args) -> int:
 
 def train_embedder(args, ports) -> int:
     """`--what similarity`: the supervised embedder (batch_jobs/similarity/train.py)."""
+    from batch_jobs.infer import infer_catalog
     from batch_jobs.similarity.train import summary, train_similarity
 
     result = train_similarity(training_args(args), ports)
     data = summary(result)
+    if result.promoted:  # on AWS, batch_events submits this re-inference
+        data["embedded"] = infer_catalog(ports).tagged
     if args.json:
         print(json.dumps(data))
         return 0
@@ -147,4 +150,6 @@ def train_embedder(args, ports) -> int:
             f"  {kind:<13} test recall@1 {figures['recall_at_1']:.3f}  "
             f"recall@5 {figures['recall_at_5']:.3f}  mAP {figures['map']:.3f}"
         )
+    if "embedded" in data:
+        print(f"  {data['embedded']} catalog images embedded into the similarity indexes")
     return 0
