@@ -186,3 +186,15 @@ def test_the_embedder_trains_evaluates_and_is_promoted(ports):
         assert 0.0 <= figures["recall_at_1"] <= figures["recall_at_5"] <= 1.0
     saved = set(json.loads(registry.read("similarity", result.version, "saved.json"))["files"])
     assert saved == {"weights.pt", "preprocess.json", "metrics.json", "args.json"}
+
+
+def test_the_training_job_routes_what_and_explains_a_missing_facet_model(ports, capsys):
+    from batch_jobs.train import get_args_parser as train_parser
+    from batch_jobs.train import main as train_main
+
+    assert train_parser().parse_args([]).what == "facets"  # today's behaviour by default
+    args = train_parser().parse_args(["--what", "similarity"])
+
+    assert train_main(args, ports) == 2
+    assert "train it first" in capsys.readouterr().err
+    assert ModelRegistry(ports.artifacts).versions("similarity") == []
