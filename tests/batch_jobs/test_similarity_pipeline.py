@@ -198,3 +198,28 @@ def test_the_training_job_routes_what_and_explains_a_missing_facet_model(ports, 
     assert train_main(args, ports) == 2
     assert "train it first" in capsys.readouterr().err
     assert ModelRegistry(ports.artifacts).versions("similarity") == []
+
+
+def test_evaluate_reports_both_embedders_on_the_test_split(ports):
+    from batch_jobs.facets.data import prepare_records
+    from batch_jobs.similarity.evaluate import evaluate_current
+
+    register_untrained_model(ports)
+    embedder = register_untrained_embedder(ports)
+    add_images(ports, 6, test_every=2)  # p0, p2, p4 in the test split
+    for i in (0, 2):  # a second photo of two test products: two queries each
+        key = f"catalog/p{i}/img2.jpg"
+        ports.catalog.put(key, photo(i % 5, 48, seed=700 + i))
+        ports.labels.register(
+            LabelRecord(image_id=f"p{i}/img2", product_id=f"p{i}", object_key=key, split="test")
+        )
+    tagger = FacetTagger.from_registry(ModelRegistry(ports.artifacts))
+    prepared = prepare_records(
+        list(ports.labels.scan()), ports.catalog, ports.settings, tagger.config
+    )
+
+    figures = evaluate_current(ports, prepared)
+
+    assert set(figures) == {"supervised", "unsupervised"}
+    assert figures["supervised"]["version"] == embedder
+    assert figures["unsupervised"]["queries"] == figures["supervised"]["queries"] == 4
