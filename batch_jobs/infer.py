@@ -57,12 +57,14 @@ class InferReport:
     tagged: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     seconds: float = 0.0
+    embedded: dict[str, int] = field(default_factory=dict)  # kind -> vectors upserted
 
     def to_json(self) -> dict:
         return {
             "model_version": self.model_version,
             "images": self.images,
             "tagged": self.tagged,
+            "embedded": self.embedded,
             "skipped": [{"image_id": s.image_id, "reason": s.reason} for s in self.skipped],
             "seconds": round(self.seconds, 3),
         }
@@ -215,6 +217,8 @@ def run_inference(
             records = [tagger.record(e.image_id, t) for (e, _), t in zip(good, tagged, strict=True)]
             pending.append(writer.submit(store_batch, ports, records, tagged, vectors, embedders))
             report.tagged += len(records)
+            for kind in vectors:
+                report.embedded[kind] = report.embedded.get(kind, 0) + len(records)
         if embedders:
             pending.append(writer.submit(forget, ports, [s.image_id for s in report.skipped]))
         for future in pending:

@@ -53,7 +53,7 @@ def register_untrained_embedder(ports, image_size: int = 32) -> str:
     return version
 
 
-def run_infer(ports, entries) -> dict:
+def run_infer(ports, entries) -> None:
     key = manifest_key("m1")
     ports.artifacts.put(key, "".join(e.model_dump_json() + "\n" for e in entries).encode())
     assert main(get_args_parser().parse_args(["--manifest", key]), ports) == 0
@@ -67,13 +67,15 @@ def entries_of(ports, records):
 
 
 @pytest.mark.slow
-def test_infer_embeds_what_it_tags_into_both_indexes(ports):
+def test_infer_embeds_what_it_tags_into_both_indexes(ports, capsys):
     facet_version = register_untrained_model(ports)
     embedder_version = register_untrained_embedder(ports)
     records = add_images(ports, 4)
 
     run_infer(ports, entries_of(ports, records))
 
+    report = json.loads(capsys.readouterr().out)
+    assert report["embedded"] == {"unsupervised": 4, "supervised": 4}
     ids = [r.image_id for r in records]
     unsupervised = ports.vectors("unsupervised").get(ids)
     supervised = ports.vectors("supervised").get(ids)
