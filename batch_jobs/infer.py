@@ -8,6 +8,11 @@ trained on crops, run the facet model in batches (channels_last, bf16 where supp
 a PredictionRecord under the model version. An unreadable image is skipped and reported (log and
 the JSON summary on stdout); the job still succeeds. Writing predictions also runs in the
 background, so the model never waits for the store.
+
+Where the deployment has similarity indexes (`Ports.vectors`), the same crops are embedded too:
+the unsupervised embedding from the facet model's own forward pass (its pooled features), the
+supervised one by the current similarity model; both are upserted into their index with the
+image's product, split and predicted facets. A skipped image is deleted from the indexes.
 """
 
 from __future__ import annotations
@@ -22,17 +27,25 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from batch_jobs.facets.data import LOAD_ERRORS, Skipped, chunks, decode_ahead, read_image
 from batch_jobs.facets.predictor import FacetTagger, Tagged, facet_predictions
 from batch_jobs.facets.preprocess import prepare_image
+from batch_jobs.similarity.embedder import (
+    UNSUPERVISED,
+    Embedder,
+    forward_with_features,
+    load_embedders,
+)
 from shared.backends import build_ports
 from shared.env import BATCH_ARRAY_INDEX, Settings
 from shared.errors import InvalidImageError, NotFoundError
 from shared.messages import ManifestEntry
 from shared.ports import ObjectStore, Ports
 from shared.registry import ModelRegistry
+from shared.similarity import index_metadata
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +57,14 @@ class InferReport:
     tagged: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     seconds: float = 0.0
+    embedded: dict[str, int] = field(default_factory=dict)  # kind -> vectors upserted
 
     def to_json(self) -> dict:
         return {
             "model_version": self.model_version,
             "images": self.images,
             "tagged": self.tagged,
+            "embedded": self.embedded,
             "skipped": [{"image_id": s.image_id, "reason": s.reason} for s in self.skipped],
             "seconds": round(self.seconds, 3),
         }
@@ -103,6 +118,68 @@ def tag_batch(tagger: FacetTagger, loaded: list) -> list[Tagged]:
     ]
 
 
+def tag_and_embed(
+    tagger: FacetTagger, loaded: list, embedders: dict[str, Embedder]
+) -> tuple[list[Tagged], dict[str, np.ndarray]]:
+    """`tag_batch`, plus each embedder's vectors of the same crops (one facet forward pass
+    gives the facet probabilities and the unsupervised embedding)."""
+    if tagger.config.crop is not None:
+        prepared, boxes, scores = tagger.prepare(loaded)
+    else:
+        prepared, boxes, scores = torch.stack(loaded), [None] * len(loaded), [None] * len(loaded)
+    probs, features = forward_with_features(tagger, prepared)
+    tagged = [
+        Tagged(facet_predictions(probs, i, tagger.taxonomy), boxes[i], scores[i])
+        for i in range(len(loaded))
+    ]
+    vectors = {}
+    for kind, embedder in embedders.items():
+        if kind == UNSUPERVISED:
+            vectors[kind] = features
+        elif embedder.config == tagger.config or tagger.config.crop is None:
+            vectors[kind] = embedder.embed(prepared)
+        else:  # another crop config (an older locator, bodice): the same box, its own resize
+            pairs = zip(loaded, boxes, strict=True)
+            own = torch.stack([prepare_image(img, embedder.config, box) for img, box in pairs])
+            vectors[kind] = embedder.embed(own)
+    return tagged, vectors
+
+
+def store_batch(
+    ports: Ports,
+    records: list,
+    tagged: list[Tagged],
+    vectors: dict[str, np.ndarray],
+    embedders: dict[str, Embedder],
+) -> None:
+    """Put the predictions, then upsert each embedding with the image's metadata."""
+    ports.predictions.put_many(records)
+    if not vectors or ports.vectors is None:
+        return
+    metadata = []
+    for record, one in zip(records, tagged, strict=True):
+        label = ports.labels.get(record.image_id)
+        facets = {facet: p.label for facet, p in one.facets.items()}
+        product = label.product_id if label else record.image_id.split("/", 1)[0]
+        split = label.split if label else "unknown"
+        metadata.append((product, split, facets))
+    ids = [r.image_id for r in records]
+    for kind, matrix in vectors.items():
+        version = embedders[kind].version or "unregistered"
+        meta = [index_metadata(p, s, version, f) for p, s, f in metadata]
+        ports.vectors(kind).upsert(ids, matrix, meta)
+
+
+def forget(ports: Ports, image_ids: list[str]) -> None:
+    """Delete images from every similarity index (they can no longer be read)."""
+    if ports.vectors is None or not image_ids:
+        return
+    from shared.keys import EMBEDDING_KINDS
+
+    for kind in EMBEDDING_KINDS:
+        ports.vectors(kind).delete(image_ids)
+
+
 def run_inference(
     ports: Ports,
     entries: Iterable[ManifestEntry],
@@ -110,8 +187,11 @@ def run_inference(
     *,
     batch_size: int = 64,
     workers: int = 2,
+    embedders: dict[str, Embedder] | None = None,
 ) -> InferReport:
-    """Tag `entries` and store their predictions; unreadable images are skipped."""
+    """Tag `entries` and store their predictions (and embeddings, given `embedders`);
+    unreadable images are skipped (and removed from the similarity indexes)."""
+    embedders = embedders or {}
     report = InferReport(tagger.version)
     started = time.perf_counter()
     pending: list[Future] = []
@@ -130,14 +210,36 @@ def run_inference(
                     good.append((entry, item))
             if not good:
                 continue
-            tagged = tag_batch(tagger, [item for _, item in good])
+            if embedders:
+                tagged, vectors = tag_and_embed(tagger, [item for _, item in good], embedders)
+            else:
+                tagged, vectors = tag_batch(tagger, [item for _, item in good]), {}
             records = [tagger.record(e.image_id, t) for (e, _), t in zip(good, tagged, strict=True)]
-            pending.append(writer.submit(ports.predictions.put_many, records))
+            pending.append(writer.submit(store_batch, ports, records, tagged, vectors, embedders))
             report.tagged += len(records)
+            for kind in vectors:
+                report.embedded[kind] = report.embedded.get(kind, 0) + len(records)
+        if embedders:
+            pending.append(writer.submit(forget, ports, [s.image_id for s in report.skipped]))
         for future in pending:
             future.result()  # a store failure fails the job (Batch retries it)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def infer_catalog(ports: Ports, *, device: str = "auto", batch_size: int = 64) -> InferReport:
+    """Tag and embed every usable catalog image here, in this process: what the re-inference
+    job does on AWS after a promotion (`dressvision train --what similarity` calls it)."""
+    from shared.inference import catalog_entries
+
+    registry = ModelRegistry(ports.artifacts)
+    tagger = FacetTagger.from_registry(registry, device=device)
+    if tagger is None:
+        return InferReport(None)
+    embedders = load_embedders(registry, tagger, device=device) if ports.vectors else {}
+    return run_inference(
+        ports, catalog_entries(ports), tagger, batch_size=batch_size, embedders=embedders
+    )
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -153,6 +255,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="decoding threads")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--no-amp", dest="amp", action="store_false", help="float32 only")
+    parser.add_argument(
+        "--no-embed",
+        dest="embed",
+        action="store_false",
+        help="tag only: do not embed nor update the similarity indexes",
+    )
     return parser
 
 
@@ -171,7 +279,19 @@ def main(args: argparse.Namespace, ports: Ports | None = None) -> int:
         log.warning("no facet model is current: nothing to tag in %s", args.manifest)
         print(json.dumps(InferReport(None, images=len(entries)).to_json()))
         return 0
-    report = run_inference(ports, entries, tagger, batch_size=args.batch_size, workers=args.workers)
+    embedders = (
+        load_embedders(ModelRegistry(ports.artifacts), tagger, device=args.device)
+        if getattr(args, "embed", True) and ports.vectors is not None
+        else {}
+    )
+    report = run_inference(
+        ports,
+        entries,
+        tagger,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        embedders=embedders,
+    )
     print(json.dumps(report.to_json()))
     return 0
 

@@ -62,6 +62,7 @@ from batch_jobs.facets.model import FacetNet, backbone_names
 from batch_jobs.facets.predictor import KIND, METRIC, FacetTagger, load_locator
 from batch_jobs.facets.preprocess import CropConfig, PreprocessConfig
 from batch_jobs.models import create_model
+from batch_jobs.similarity import train as similarity
 from batch_jobs.snapshot import export_snapshot, read_snapshot
 from shared.backends import build_ports
 from shared.env import BATCH_JOB_ID, Settings
@@ -122,6 +123,14 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument(
         "--quiet", dest="progress", action="store_false", default=None, help="no progress bars"
     )
+    parser.add_argument(
+        "--what",
+        choices=("facets", "similarity", "all"),
+        default="facets",
+        help="the facet model (default; the locator too when none is current), the "
+        "similarity embedder (batch_jobs/similarity), or both, facets first",
+    )
+    similarity.add_arguments(parser)
     return parser
 
 
@@ -609,6 +618,8 @@ def model_files(
 def main(args: argparse.Namespace, ports: Ports | None = None) -> int:
     """The Batch job: train with the deployment's ports, print a JSON summary."""
     ports = ports or build_ports(Settings.from_env())
+    if args.what == "similarity":
+        return similarity.main(args, ports)
     try:
         result = train(job_args(args, ports.settings), ports)
     except FacetDataError as exc:
@@ -625,7 +636,7 @@ def main(args: argparse.Namespace, ports: Ports | None = None) -> int:
             }
         )
     )
-    return 0
+    return similarity.main(args, ports) if args.what == "all" else 0
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 - infer SUCCEEDED: queue a review (suspicious labels of the new predictions);
 - train SUCCEEDED with a newly promoted model: re-infer the whole catalog with it (once per
-  model version, however often the event is delivered);
+  model version, however often the event is delivered); a newly promoted similarity embedder
+  counts too: the re-inference re-embeds the catalog into the similarity indexes;
 - FAILED: recorded with its reason under `jobs/failed/` in the artifacts bucket (the alarm on
   failed jobs tells people).
 Events of array-job children are ignored: the parent's event speaks for the job.
@@ -66,7 +67,8 @@ def on_job_state_change(ports: Ports, event: BatchJobStateChange) -> str:
         ports.review_queue.send(json.dumps({"model_version": version, "job_id": detail.job_id}))
         return "review queued"
     if kind == "train" and version is not None:
-        marker = reinfer_marker_key(ModelKind.FACETS, version)
+        embedder = current_model_version(ports, ModelKind.SIMILARITY)
+        marker = reinfer_marker_key(ModelKind.FACETS, version, embedder)
         if ports.artifacts.exists(marker):
             return "catalog already re-inferred for this model"
         entries = catalog_entries(ports)

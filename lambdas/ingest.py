@@ -36,7 +36,7 @@ from shared.errors import CatalogFormatError, DressvisionError, InvalidImageErro
 from shared.ids import assign_split, image_id_for, parse_catalog_key, sanitize_part
 from shared.images import sniff_format, validate_image
 from shared.inference import current_model_version, submit_inference
-from shared.keys import is_catalog_image_key
+from shared.keys import EMBEDDING_KINDS, is_catalog_image_key
 from shared.messages import ManifestEntry, S3Notification, SqsEvent
 from shared.ports import Ports, RegisterOutcome
 from shared.records import ImageStatus, LabelRecord, LabelSource, utcnow
@@ -168,6 +168,8 @@ def ingest_object(ports: Ports, key: str) -> IngestResult | None:
         etag=head.etag,
     )
     outcome, stored = ports.labels.register(record)
+    if stored.status == ImageStatus.INVALID and outcome == RegisterOutcome.UPDATED:
+        forget_embeddings(ports, image_id)  # a re-upload broke it: no longer similar to anything
     return IngestResult(image_id, key, outcome, stored.status, stored.reason)
 
 
@@ -187,6 +189,14 @@ def _keep_good_photo(ports: Ports, key: str, existing: LabelRecord, reason: str)
     logger.warning("%s: %s", key, note)
     outcome, _ = ports.labels.register(existing.model_copy(update={"reason": note}))
     return IngestResult(existing.image_id, key, outcome, ImageStatus.INVALID, note)
+
+
+def forget_embeddings(ports: Ports, image_id: str) -> None:
+    """Delete an image from every similarity index (where the deployment has them)."""
+    if ports.vectors is None:
+        return
+    for kind in EMBEDDING_KINDS:
+        ports.vectors(kind).delete([image_id])
 
 
 def _labels_differ(existing: LabelRecord, entry: CatalogEntry) -> bool:

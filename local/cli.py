@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "models",
     "tag",
     "locate",
+    "similar",
     "relabel",
     "workers",
     "serve",

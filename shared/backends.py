@@ -13,6 +13,7 @@ from pathlib import Path
 
 from shared.env import Settings
 from shared.errors import ConfigurationError
+from shared.keys import EMBEDDING_DIMENSIONS, vector_index_key, vector_index_name
 from shared.ports import Ports, Workforce
 from shared.taxonomy import load_taxonomy
 
@@ -35,6 +36,17 @@ def build_ports(settings: Settings, *, on_job_event: JobEventSink | None = None)
         from shared.aws.sqs import SqsMessageQueue
         from shared.aws.tasks_dynamodb import DynamoDBTaskStore
 
+        vectors = None
+        if settings.vector_bucket:
+            from shared.aws.s3vectors import S3VectorsIndex
+
+            def vectors(kind: str) -> S3VectorsIndex:
+                return S3VectorsIndex(
+                    settings.vector_bucket,
+                    vector_index_name(kind),
+                    dimension=EMBEDDING_DIMENSIONS.get(kind),
+                )
+
         return Ports(
             settings=settings,
             taxonomy=taxonomy,
@@ -47,6 +59,7 @@ def build_ports(settings: Settings, *, on_job_event: JobEventSink | None = None)
             review_queue=(
                 SqsMessageQueue(settings.review_queue_url) if settings.review_queue_url else None
             ),
+            vectors=vectors,
         )
 
     from shared.embedded.files import LocalObjectStore
@@ -58,6 +71,19 @@ def build_ports(settings: Settings, *, on_job_event: JobEventSink | None = None)
     home.mkdir(parents=True, exist_ok=True)
     db = home / LOCAL_DB
     objects = home / LOCAL_OBJECTS
+    bucket = settings.artifacts_bucket
+    artifacts = LocalObjectStore(objects / bucket, name=bucket)
+
+    def local_vectors(kind: str):
+        from shared.embedded.faiss_index import FaissVectorIndex, FileLock
+
+        return FaissVectorIndex(
+            artifacts,
+            vector_index_key(kind),
+            hnsw_above=settings.vector_hnsw_above,
+            lock=FileLock(home / f"vectors-{kind}.lock"),
+        )
+
     return Ports(
         settings=settings,
         taxonomy=taxonomy,
@@ -66,11 +92,10 @@ def build_ports(settings: Settings, *, on_job_event: JobEventSink | None = None)
         catalog=LocalObjectStore(
             objects / settings.catalog_bucket, name=settings.catalog_bucket, versioned=True
         ),
-        artifacts=LocalObjectStore(
-            objects / settings.artifacts_bucket, name=settings.artifacts_bucket
-        ),
+        artifacts=artifacts,
         jobs=LocalJobRunner(settings, log_dir=home / LOCAL_JOB_LOGS, on_event=on_job_event),
         tasks=SqliteTaskStore(db),
+        vectors=local_vectors,
     )
 
 

@@ -25,6 +25,9 @@ ARTIFACTS_BUCKET = "DRESSVISION_ARTIFACTS_BUCKET"  # manifests, models, snapshot
 LABELS_TABLE = "DRESSVISION_LABELS_TABLE"
 PREDICTIONS_TABLE = "DRESSVISION_PREDICTIONS_TABLE"
 TASKS_TABLE = "DRESSVISION_TASKS_TABLE"
+VECTOR_BUCKET = "DRESSVISION_VECTOR_BUCKET"  # S3 Vectors bucket (similarity indexes)
+# Local faiss index: exact search up to this many vectors, HNSW above.
+VECTOR_HNSW_ABOVE = "DRESSVISION_VECTOR_HNSW_ABOVE"
 JOB_QUEUE = "DRESSVISION_JOB_QUEUE"
 REVIEW_QUEUE_URL = "DRESSVISION_REVIEW_QUEUE_URL"  # batch_events -> review
 RETRAIN_THRESHOLD = "DRESSVISION_RETRAIN_THRESHOLD"  # changed labels that trigger training
@@ -175,6 +178,8 @@ class Settings:
     web_secret_arn: str = ""
     web_cognito_domain: str = ""
     web_cognito_client_id: str = ""
+    vector_bucket: str = ""
+    vector_hnsw_above: int = 20_000
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -244,6 +249,8 @@ class Settings:
             web_secret_arn=env.get(WEB_SECRET_ARN, ""),
             web_cognito_domain=env.get(WEB_COGNITO_DOMAIN, "").rstrip("/"),
             web_cognito_client_id=env.get(WEB_COGNITO_CLIENT_ID, ""),
+            vector_bucket=env.get(VECTOR_BUCKET, ""),
+            vector_hnsw_above=_int(env, VECTOR_HNSW_ABOVE, cls.vector_hnsw_above),
             job_definitions={
                 k[len(JOB_DEFINITION_PREFIX) :].lower(): v
                 for k, v in env.items()
@@ -302,6 +309,8 @@ class Settings:
             WEB_SECRET_ARN: self.web_secret_arn,
             WEB_COGNITO_DOMAIN: self.web_cognito_domain,
             WEB_COGNITO_CLIENT_ID: self.web_cognito_client_id,
+            VECTOR_BUCKET: self.vector_bucket,
+            VECTOR_HNSW_ABOVE: str(self.vector_hnsw_above),
         }
         for name, definition in self.job_definitions.items():
             env[JOB_DEFINITION_PREFIX + name.upper()] = definition

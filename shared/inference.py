@@ -28,17 +28,22 @@ def current_model_version(ports: Ports, kind: str = ModelKind.FACETS) -> str | N
     return ModelRegistry(ports.artifacts).current(kind)
 
 
+# The models whose versions an inference manifest is for (what the infer job runs).
+MANIFEST_MODEL_KINDS = (ModelKind.FACETS, ModelKind.SIMILARITY)
+
+
 def submit_inference(ports: Ports, entries: list[ManifestEntry]) -> str:
     """Write a manifest and submit the infer job (an array job over shards) with the
     deployment's batch size (images per forward pass). Returns the job id.
 
-    The manifest id is a hash of the current model version and the manifest's lines (no
+    The manifest id is a hash of the current models' versions (facets and the similarity
+    embedder: a newly promoted embedder re-embeds the same images) and the manifest's lines (no
     clock): a redelivered batch rewrites the same manifest, and finds the job it was submitted
     as (`manifest_job_key`), so it submits nothing twice within `RESUBMIT_AFTER`.
     """
     lines = "\n".join(e.model_dump_json() for e in entries) + "\n"
-    version = current_model_version(ports) or ""
-    digest = hashlib.sha256(f"{version}\n{lines}".encode()).hexdigest()[:20]
+    versions = [current_model_version(ports, kind) or "" for kind in MANIFEST_MODEL_KINDS]
+    digest = hashlib.sha256("\n".join([*versions, lines]).encode()).hexdigest()[:20]
     manifest_id = f"m-{digest}"
     key = manifest_key(manifest_id)
     earlier = _earlier_submission(ports, manifest_id)

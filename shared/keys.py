@@ -66,14 +66,18 @@ def current_model_key(kind: str) -> str:
     return f"{models_prefix(kind)}current.json"
 
 
-def reinfer_marker_key(kind: str, version: str) -> str:
-    """`models/<kind>/<version>/reinfer.json`: the catalog was re-inferred with this version."""
-    return model_prefix(kind, version) + REINFER_MARKER
+def reinfer_marker_key(kind: str, version: str, embedder: str | None = None) -> str:
+    """`models/<kind>/<version>/reinfer.json`: the catalog was re-inferred with this version;
+    `.../reinfer-similarity-<embedder>.json` when a similarity embedder is current too, so a
+    newly promoted embedder re-embeds the catalog under the same facet model."""
+    if embedder is None:
+        return model_prefix(kind, version) + REINFER_MARKER
+    return model_prefix(kind, version) + f"reinfer-similarity-{embedder}.json"
 
 
 def reinfer_markers_pattern() -> str:
-    """Every re-inference marker, as an IAM resource pattern (`*` for kind and version)."""
-    return f"{MODELS_PREFIX}*/{REINFER_MARKER}"
+    """Every re-inference marker, as an IAM resource pattern (`*` for kind and versions)."""
+    return f"{MODELS_PREFIX}*/reinfer*.json"
 
 
 def snapshot_key(snapshot_id: str) -> str:
@@ -116,3 +120,20 @@ TASKS_STATUS = "status"
 TASKS_EXTERNAL_ID = "external_id"
 TASKS_BY_STATUS_INDEX = "by_status"
 TASKS_BY_EXTERNAL_ID_INDEX = "by_external_id"
+# Similarity: one embedding space (vector index) per embedder kind. The dimensions are fixed
+# per kind because an S3 Vectors index is created with its dimension (infra reads these):
+# the supervised embedder's projection, and the pooled features of the default facet backbone
+# (resnet18). A facet model on another backbone needs an unsupervised index of its width.
+EMBEDDING_KINDS = ("supervised", "unsupervised")
+EMBEDDING_DIMENSIONS = {"supervised": 128, "unsupervised": 512}
+VECTOR_INDEX_PREFIX = "indexes/vectors/"
+
+
+def vector_index_key(kind: str) -> str:
+    """`indexes/vectors/<kind>.npz`: the local faiss index of one embedder kind (artifacts)."""
+    return f"{VECTOR_INDEX_PREFIX}{kind}.npz"
+
+
+def vector_index_name(kind: str) -> str:
+    """The S3 Vectors index of one embedder kind, in the deployment's vector bucket."""
+    return f"similarity-{kind}"

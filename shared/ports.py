@@ -22,6 +22,7 @@ from shared.errors import DressvisionError
 from shared.messages import JobRequest
 from shared.records import LabelEvent, LabelRecord, LabelSource, PredictionRecord, utcnow
 from shared.tasks import RelabelTask, TaskStatus, Vote
+from shared.vectors import Condition
 
 if TYPE_CHECKING:
     from shared.env import Settings
@@ -447,6 +448,61 @@ class Workforce(ABC):
 
 
 @dataclass(frozen=True)
+class VectorHit:
+    """One query result: the vector's id, its cosine similarity to the query (higher is more
+    alike, 1.0 for the same direction) and its metadata."""
+
+    id: str
+    score: float
+    metadata: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class StoredVector:
+    id: str
+    vector: tuple[float, ...]
+    metadata: Mapping[str, str]
+
+
+class VectorIndex(ABC):
+    """L2-normalized embeddings by id, with string metadata, searched by cosine similarity.
+
+    One index holds one embedding space (one kind of embedder); ids are image ids. Adapters:
+    faiss in the artifacts store (`shared/embedded/faiss_index.py`) and Amazon S3 Vectors
+    (`shared/aws/s3vectors.py`). Filters are `shared.vectors` conditions.
+    """
+
+    @abstractmethod
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: Sequence[Sequence[float]],
+        metadata: Sequence[Mapping[str, str]],
+    ) -> None:
+        """Insert or replace each id's vector and metadata (the last one wins within a call).
+        Raises ValueError for a dimension the index does not hold or a non-finite vector."""
+
+    @abstractmethod
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove these ids; unknown ids are fine."""
+
+    @abstractmethod
+    def query(
+        self, vector: Sequence[float], k: int, filter: Sequence[Condition] = ()
+    ) -> list[VectorHit]:
+        """The `k` most similar vectors whose metadata satisfies `filter`, best first: exactly
+        `k` when at least `k` match."""
+
+    @abstractmethod
+    def get(self, ids: Sequence[str]) -> dict[str, StoredVector]:
+        """The stored vectors of the ids that exist (unknown ids are left out)."""
+
+    @abstractmethod
+    def ids(self) -> Iterator[str]:
+        """Every stored id (any order)."""
+
+
+@dataclass(frozen=True)
 class Ports:
     """Every port a handler or job needs, built once by a composition root."""
 
@@ -460,3 +516,6 @@ class Ports:
     tasks: TaskStore
     # Where batch_events sends "review now" (SQS on AWS; the runtime's queue locally).
     review_queue: MessageQueue | None = None
+    # Similarity indexes by embedder kind ("supervised", "unsupervised"); None where the
+    # deployment has none (`shared.backends.build_ports` sets it).
+    vectors: Callable[[str], VectorIndex] | None = None

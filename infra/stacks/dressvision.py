@@ -21,6 +21,7 @@ from infra.constructs.network import JobNetwork
 from infra.constructs.queue import QueueWithDeadLetter, visibility_timeout
 from infra.constructs.review_loop import ReviewLoop
 from infra.constructs.tables import DataTables
+from infra.constructs.vectors import SimilarityVectors
 from infra.constructs.web_api import WebApi
 from infra.grants import RoleGrants
 from infra.settings import StageSettings
@@ -41,6 +42,7 @@ from shared.keys import (
 
 INGEST_TIMEOUT = Duration.minutes(3)  # a batch of 50 photos: HEAD + GET + decode check each
 INGEST_MEMORY_MB = 1024  # decoding a 50-megapixel photo takes ~150 MB; 1 GB also buys CPU
+SIMILAR_TIMEOUT = Duration.seconds(10)  # one GetVectors and one QueryVectors
 
 
 class DressvisionStack(Stack):
@@ -55,6 +57,7 @@ class DressvisionStack(Stack):
         Tags.of(self).add("stage", settings.stage)
         self.buckets = DataBuckets(self, "Buckets", name_prefix=settings.name_prefix)
         self.tables = DataTables(self, "Tables")
+        self.vectors = SimilarityVectors(self, "Vectors", name_prefix=settings.name_prefix)
         self.alerts = Alerts(self, "Alerts", email=settings.alarm_email)
         self.network = JobNetwork(self, "Network", flow_log_bucket=self.buckets.logs)
         self.jobs = self._gpu_jobs()
@@ -64,6 +67,7 @@ class DressvisionStack(Stack):
         self._grant_jobs()
         self._grant_review_loop()
         self.web = self._web()
+        self.similar = self._similarity()
         self.alerts.notify_failed_jobs("FailedJobs", self.jobs.state_changes("FAILED"))
         self._outputs()
 
@@ -77,6 +81,7 @@ class DressvisionStack(Stack):
             env.PREDICTIONS_TABLE: self.tables.predictions.table_name,
             env.TASKS_TABLE: self.tables.tasks.table_name,
             env.INFER_SHARD_SIZE: str(self.settings.infer_shard_size),
+            env.VECTOR_BUCKET: self.vectors.bucket_name,
             **self.model_environment(),
         }
 
@@ -179,6 +184,7 @@ class DressvisionStack(Stack):
             self.jobs.grant_submit(ingest.role, "infer", "train")
         else:
             self.jobs.grant_submit(ingest.role, "infer")
+        self.vectors.grant_delete(ingest.role)  # an image that became invalid
         return queue, ingest
 
     def _review_loop(self) -> ReviewLoop:
@@ -288,6 +294,7 @@ class DressvisionStack(Stack):
         infer.objects(artifacts, EMBEDDINGS_PREFIX, write=True)
         infer.table(self.tables.labels)  # known dress boxes
         infer.table(self.tables.predictions, write=True)
+        self.vectors.grant_write(infer.role)  # embeddings of what it tags
 
         train = RoleGrants(self.jobs.job_roles["train"])
         train.objects(catalog, CATALOG_PREFIX, read=True)
@@ -295,6 +302,22 @@ class DressvisionStack(Stack):
             train.objects(artifacts, prefix, read=True, write=True)  # checkpoints get deleted
         train.table(self.tables.labels)
         train.table(self.tables.predictions, write=True)  # per-image evaluation
+
+    def _similarity(self) -> ProjectFunction:
+        """`lambdas.similar.handler`: similarity queries for the web app's API (no torch)."""
+        similar = ProjectFunction(
+            self,
+            "Similar",
+            package=self.package,
+            handler="lambdas.similar.handler",
+            description="Dresses like a catalog image, from the S3 Vectors index",
+            # The job names complete the settings; this role may not submit anything.
+            environment={**self.data_environment(), **self.jobs.submission_environment()},
+            timeout=SIMILAR_TIMEOUT,
+            memory_size=512,
+        )
+        self.vectors.grant_query(similar.role)
+        return similar
 
     def _outputs(self) -> None:
         outputs = {
@@ -323,6 +346,8 @@ class DressvisionStack(Stack):
             "WebUserPool": self.web.user_pool.user_pool_id,
             "WebSignInDomain": self.web.sign_in_domain,
             "WebFunction": self.web.function.function.function_name,
+            "VectorBucket": self.vectors.bucket_name,
+            "SimilarFunction": self.similar.function.function_name,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

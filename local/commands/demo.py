@@ -189,3 +189,51 @@ def _train_tag_and_relabel(runtime: LocalRuntime, catalog: Path, args, interacti
         f"label errors against the true labels: {before[0]} of {before[1]} before, "
         f"{after[0]} of {after[1]} after"
     )
+    _similar_dresses(runtime, args, interactive)
+
+
+def _similar_dresses(runtime: LocalRuntime, args, interactive: bool) -> None:
+    """Step 8: the embedder, the catalog embedded, and two queries with contact sheets."""
+    from batch_jobs.infer import infer_catalog
+    from batch_jobs.similarity.train import train_similarity
+    from batch_jobs.train import default_args
+    from local.commands.similar import contact_sheet, print_answer
+    from shared.images import open_image
+    from shared.similarity import similar
+
+    ports = runtime.ports
+    _heading("8. Similar dresses: a triplet-trained embedder, the catalog embedded, two queries")
+    trained = train_similarity(default_args(force=True, progress=interactive), ports)
+    for kind, figures in trained.metrics["test"].items():
+        print(
+            f"  {kind:<13} same-product retrieval on the test split: recall@1 "
+            f"{figures['recall_at_1']:.2f}, recall@5 {figures['recall_at_5']:.2f}"
+        )
+    print(f"{infer_catalog(ports).tagged} images embedded into the similarity indexes")
+    index = ports.vectors("supervised")
+    stored = set(index.ids())
+    test = sorted(
+        r.image_id
+        for r in ports.labels.scan()
+        if r.split == "test" and r.status == ImageStatus.OK and r.image_id in stored
+    )
+    if not test:
+        print("no test photo in the index")
+        return
+    query = test[0]
+    record = ports.labels.get(query)
+    photo = open_image(ports.catalog.get(record.object_key).body)
+    for title, flags, options, name in (
+        ("similar to this dress", "", {}, "similar.png"),
+        (
+            "similar, but with another neckline",
+            " --differ neckline",
+            {"differ": [("neckline", None)]},
+            "neckline.png",
+        ),
+    ):
+        answer = similar(index, query, ports.taxonomy, k=5, **options)
+        print(f"-- {title}: dressvision similar {query}{flags}")
+        print_answer(answer)
+        sheet = contact_sheet(answer, photo, ports, Path(args.home) / name)
+        print(f"   contact sheet: {sheet}")

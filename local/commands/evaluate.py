@@ -17,7 +17,9 @@ def register(commands) -> None:
             '{"version": V, "splits": {"train": {FACET: {"macro_f1", "accuracy", '
             '"per_class": {LABEL: {"precision", "recall", "f1", "support"}}, "confusion"}}, '
             '"test": {...}}}, plus "locator": {"mean_iou", "iou_50", "iou_75"} on the test '
-            "split when a dress locator is current."
+            'split when a dress locator is current, and "similarity": {"unsupervised", '
+            '"supervised"}: same-product retrieval on the test split ({"recall_at_1", '
+            '"recall_at_5", "map", "queries"}).'
         ),
     )
     parser.add_argument(
@@ -58,6 +60,7 @@ def run(args) -> int:
 
     from batch_jobs.evaluate import evaluate_version
     from batch_jobs.locator.evaluate import evaluate_current_locator
+    from batch_jobs.similarity.evaluate import evaluate_current
     from local.runtime import LocalRuntime
     from shared.registry import ModelRegistry
 
@@ -72,14 +75,11 @@ def run(args) -> int:
     )
     if locator is not None:
         document = {**document, "locator": locator}
+    similarity = evaluate_current(ports, evaluation.prepared, document["version"])
+    if similarity:
+        document = {**document, "similarity": similarity}
     if args.output is not None:
         args.output.write_text(json.dumps(document, indent=2))
-    if args.json:
-        print(json.dumps(document))
-        return 0
-    if args.output is not None:
-        print(f"wrote {args.output}")
-    print_document(document, f"facet model {document['version']}")
     if args.plot is not None:
         from batch_jobs.evaluate import model_history
         from batch_jobs.plots import write_plots
@@ -87,12 +87,24 @@ def run(args) -> int:
         history = model_history(ModelRegistry(ports.artifacts), document["version"])
         written = write_plots(document, history, args.plot)
         print(f"wrote {len(written)} figures to {args.plot}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(document))
+        return 0
+    if args.output is not None:
+        print(f"wrote {args.output}")
+    print_document(document, f"facet model {document['version']}")
     if evaluation.without_crop is not None:
         print_document(evaluation.without_crop, "the same model on whole photos (without crop)")
     if locator is not None:
         print(
             f"dress locator: mean IoU {locator['mean_iou']:.3f}, IoU >= 0.5 on "
             f"{locator['iou_50']:.1%}, IoU >= 0.75 on {locator['iou_75']:.1%} of test images"
+        )
+    for kind, figures in (document.get("similarity") or {}).items():
+        print(
+            f"similarity ({kind}): same-product retrieval on the test split, recall@1 "
+            f"{figures['recall_at_1']:.3f}, recall@5 {figures['recall_at_5']:.3f}, "
+            f"mAP {figures['map']:.3f} ({figures['queries']} queries)"
         )
     for item in evaluation.skipped:
         print(f"skipped {item.image_id}: {item.reason}")

@@ -32,6 +32,12 @@ def register(commands) -> None:
         ),
     )
     parser.add_argument(
+        "--what",
+        choices=("facets", "similarity", "all"),
+        default="facets",
+        help="the facet model (default), the similarity embedder (needs a facet model), or both",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help='print {"version", "promoted", "test_macro_f1", "facets": {FACET: {"train", '
@@ -47,7 +53,9 @@ def training_args(args, settings):
     from batch_jobs.train import default_args
 
     recipe = TrainingRecipe.from_args(args, TrainingRecipe.from_settings(settings))
-    return default_args(**asdict(recipe), progress=not args.json and sys.stderr.isatty())
+    return default_args(
+        **asdict(recipe), progress=not args.json and sys.stderr.isatty(), what=args.what
+    )
 
 
 def summarize(result) -> dict:
@@ -72,6 +80,8 @@ def run(args) -> int:
     from local.runtime import LocalRuntime
 
     runtime = LocalRuntime.open(args.home)
+    if args.what == "similarity":
+        return train_embedder(args, runtime)
     result = train(training_args(args, runtime.settings), runtime.ports)
     data = summarize(result)
     if args.json:
@@ -90,4 +100,29 @@ def run(args) -> int:
         print(f"  {facet:<12}{f1['train']:>10.3f}{f1['test']:>10.3f}")
     for item in result.skipped:
         print(f"  skipped {item['image_id']}: {item['reason']}")
+    return train_embedder(args, runtime) if args.what == "all" else 0
+
+
+def train_embedder(args, runtime) -> int:
+    """`--what similarity`: the supervised embedder (batch_jobs/similarity/train.py)."""
+    from batch_jobs.infer import infer_catalog
+    from batch_jobs.similarity.train import summary, train_similarity
+
+    ports = runtime.ports
+    result = train_similarity(training_args(args, runtime.settings), ports)
+    data = summary(result)
+    if result.promoted:  # on AWS, batch_events submits this re-inference
+        data["embedded"] = infer_catalog(ports).tagged
+    if args.json:
+        print(json.dumps(data))
+        return 0
+    state = "promoted" if result.promoted else "NOT promoted (worse than the current one)"
+    print(f"similarity embedder {result.version}: {state}, {result.seconds['total']:.0f} s")
+    for kind, figures in data["similarity"].items():
+        print(
+            f"  {kind:<13} test recall@1 {figures['recall_at_1']:.3f}  "
+            f"recall@5 {figures['recall_at_5']:.3f}  mAP {figures['map']:.3f}"
+        )
+    if "embedded" in data:
+        print(f"  {data['embedded']} catalog images embedded into the similarity indexes")
     return 0

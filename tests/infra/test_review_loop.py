@@ -277,7 +277,7 @@ def test_each_loop_lambda_writes_only_its_own_keys(cfn, synth):
     assert _s3_writes(cfn, synth, BATCH_EVENTS) == {
         f"{artifacts}/manifests/infer/*",
         f"{artifacts}/jobs/failed/*",
-        f"{artifacts}/models/*/reinfer.json",
+        f"{artifacts}/models/*/reinfer*.json",  # reinfer.json, and reinfer-similarity-<v>.json
     }
     assert _s3_writes(cfn, synth, COLLECT) == {f"{artifacts}/loop/train-requested.json"}
     assert _s3_writes(cfn, synth, REVIEW) == set()

@@ -123,7 +123,7 @@ def test_every_lambda_is_ours_and_no_custom_resource_hides_another(synth):
 
 def test_no_lambda_role_writes_to_every_resource(cfn, synth):
     lambda_roles = cfn.roles_assumed_by(synth, "lambda.amazonaws.com")
-    assert len(lambda_roles) == 5  # ingest, batch_events, review, collect, web
+    assert len(lambda_roles) == 6  # ingest, batch_events, review, collect, web, similar
     for statement in cfn.statements_of_roles(synth, lambda_roles):
         if "*" in cfn.as_list(statement["Resource"]):
             writes = cfn.write_actions(statement)
