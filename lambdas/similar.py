@@ -18,11 +18,9 @@ from typing import Any
 from lambdas import wiring
 from shared.errors import DressvisionError, NotFoundError
 from shared.ports import Ports
-from shared.similarity import DEFAULT_K, check_kind, parse_differ, similar
+from shared.similarity import DEFAULT_K, check_kind, default_kind, parse_differ, similar
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_KIND = "supervised"
 
 
 def _list(value: Any) -> list[str]:
@@ -53,9 +51,9 @@ def answer(ports: Ports, event: Mapping[str, Any]) -> tuple[int, dict]:
         return 400, {"error": "image_id is required"}
     try:
         k = int(params.get("k") or DEFAULT_K)
-        kind = check_kind(str(params.get("kind") or DEFAULT_KIND))
         if ports.vectors is None:
             return 503, {"error": "this deployment has no similarity index"}
+        kind = check_kind(str(params.get("kind") or default_kind(ports.artifacts)))
         body = similar(
             ports.vectors(kind),
             str(image_id),

@@ -15,6 +15,7 @@ from lambdas import wiring
 from shared.errors import ConfigurationError
 from shared.image_links import secret_key
 from shared.ports import Ports
+from shared.similarity import similar_query
 from web.app import create_app
 from web.auth import AuthConfig, CognitoConfig
 
@@ -39,7 +40,7 @@ def build_app(ports: Ports):
         base_url=settings.web_base_url,
     )
     auth = AuthConfig(secret=secret_key(settings), secure_cookies=True, cognito=cognito)
-    return create_app(ports, auth=auth)
+    return create_app(ports, auth=auth, similar=similar_query(ports))
 
 
 @cache

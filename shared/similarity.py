@@ -7,17 +7,17 @@ builds the filter from the options, asks for one more result than wanted and dro
 image. Every query also filters on the query vector's `model_version`: while a new embedder
 re-embeds the catalog, the index mixes two embedding spaces, and only one is comparable.
 
-`dressvision similar` and the `similar` Lambda (the web app's API) both call `similar`.
+`dressvision similar`, the `similar` Lambda and the web app's image page all call `similar`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from shared.errors import NotFoundError, UsageError
 from shared.keys import EMBEDDING_KINDS
-from shared.ports import VectorIndex
+from shared.ports import ObjectStore, Ports, VectorIndex
 from shared.taxonomy import Taxonomy
 from shared.vectors import Condition, eq, ne
 
@@ -169,3 +169,28 @@ def similar(
         differ=differ,
         other_products=other_products,
     )
+
+
+def default_kind(artifacts: ObjectStore) -> str:
+    """The embedding a query uses unless told: the supervised embedder's once one was
+    promoted, else the current facet model's pooled features."""
+    from shared.registry import ModelKind, ModelRegistry
+
+    current = ModelRegistry(artifacts).current(ModelKind.SIMILARITY)
+    return "supervised" if current else "unsupervised"
+
+
+def similar_query(ports: Ports) -> Callable[..., dict[str, Any]] | None:
+    """`similar` bound to the deployment's indexes and the default kind (the web app's image
+    page asks it), or None where the deployment has no similarity index."""
+    if ports.vectors is None:
+        return None
+    vectors = ports.vectors
+
+    def query(
+        image_id: str, *, k: int = DEFAULT_K, differ: Iterable[tuple[str, str | None]] = ()
+    ) -> dict[str, Any]:
+        index = vectors(default_kind(ports.artifacts))
+        return similar(index, image_id, ports.taxonomy, k=k, differ=differ)
+
+    return query

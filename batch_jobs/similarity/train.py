@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from batch_jobs.facets.data import prepare_records, train_transform
 from batch_jobs.engine import amp_dtype, autocast, pick_device
+from batch_jobs.facets.data import prepare_records, train_transform
 from batch_jobs.facets.predictor import FacetTagger
 from batch_jobs.facets.preprocess import to_model_input
 from batch_jobs.similarity.embedder import (

@@ -282,6 +282,7 @@ class DressvisionStack(Stack):
         self.loop.review.function.add_environment(env.WEB_BASE_URL, web.api.api_endpoint)
         self.loop.review.function.add_environment(env.WEB_SECRET_ARN, web.secret.secret_arn)
         web.secret.grant_read(self.loop.review.role)
+        self.vectors.grant_query(web.function.role)  # the image page shows similar dresses
         return web
 
     def _grant_jobs(self) -> None:

@@ -40,6 +40,7 @@ def run(args) -> int:
 
     from local.runtime import LocalRuntime
     from shared.image_links import secret_key
+    from shared.similarity import similar_query
     from web.app import create_app
     from web.auth import AuthConfig
 
@@ -48,7 +49,7 @@ def run(args) -> int:
     if args.viewer_link:
         tokens[secrets.token_urlsafe(24)] = "viewer"
     auth = AuthConfig(secret=secret_key(runtime.settings), sign_in_tokens=dict(tokens))
-    app = create_app(runtime.ports, auth=auth)
+    app = create_app(runtime.ports, auth=auth, similar=similar_query(runtime.ports))
 
     # Bind first, so the printed URL carries the real port (also with --port 0).
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET

@@ -58,13 +58,6 @@ def register(commands) -> None:
     parser.set_defaults(func=run)
 
 
-def default_kind(ports) -> str:
-    from shared.registry import ModelKind, ModelRegistry
-
-    current = ModelRegistry(ports.artifacts).current(ModelKind.SIMILARITY)
-    return "supervised" if current else "unsupervised"
-
-
 def embed_file(path: Path, kind: str, ports) -> tuple[list[float], dict[str, str]]:
     """The embedding of an image file and its metadata (predicted facets, embedder version)."""
     from batch_jobs.facets.predictor import FacetTagger, facet_predictions
@@ -139,11 +132,11 @@ def contact_sheet(answer: dict, query_image, ports, out: Path, *, thumb: int = 1
 def query(args, ports) -> tuple[dict, object]:
     """The answer, and the query's photo (for the contact sheet)."""
     from shared.errors import NotFoundError
-    from shared.similarity import check_kind, parse_differ, search, similar
+    from shared.similarity import check_kind, default_kind, parse_differ, search, similar
 
     if ports.vectors is None:
         raise NotFoundError("this deployment has no similarity index")
-    kind = check_kind(args.kind or default_kind(ports))
+    kind = check_kind(args.kind or default_kind(ports.artifacts))
     index = ports.vectors(kind)
     options = dict(
         k=args.k,

@@ -74,6 +74,15 @@ def test_who_may_do_what_with_vectors(cfn, synth):
             assert "*" not in json.dumps(statement["Resource"])
 
 
+def test_the_web_app_may_only_query_and_get_vectors(cfn, synth):
+    from infra.constructs.web_api import HANDLER
+
+    assert s3vectors_actions(cfn, synth, cfn.role_of(synth, HANDLER)) == {
+        "s3vectors:QueryVectors",
+        "s3vectors:GetVectors",
+    }
+
+
 def test_the_bucket_name_reaches_the_job_and_the_functions(cfn, synth):
     (bucket,) = synth.props("AWS::S3Vectors::VectorBucket")
     for handler in ("lambdas.similar.handler", "lambdas.ingest.handler"):

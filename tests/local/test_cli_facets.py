@@ -105,7 +105,10 @@ def test_train_then_evaluate_write_the_documented_json(add_images, home, ports, 
     assert cli(home, "evaluate", "--json", "--output", str(out)) == 0
     document = json.loads(capsys.readouterr().out)  # stdout holds the one JSON object
     assert json.loads(out.read_text()) == document
-    assert set(document) == {"version", "splits", "similarity"} and document["version"] == trained["version"]
+    assert (
+        set(document) == {"version", "splits", "similarity"}
+        and document["version"] == trained["version"]
+    )
     assert set(document["splits"]) == {"train", "test"}
     report = document["splits"]["test"]["neckline"]
     assert set(report) == {"macro_f1", "accuracy", "per_class", "confusion"}

@@ -129,12 +129,24 @@ def test_lambda_answers_direct_and_api_gateway_events(ports, index, monkeypatch)
     monkeypatch.setattr(similar_lambda.wiring, "ports", lambda: ports)
 
     direct = similar_lambda.handler(
-        {"image_id": "p5/0", "k": 3, "differ": ["neckline"], "other_products": True}, None
+        {
+            "image_id": "p5/0",
+            "k": 3,
+            "differ": ["neckline"],
+            "other_products": True,
+            "kind": "supervised",
+        },
+        None,
     )
     api = similar_lambda.handler(
         {
             "pathParameters": {"image_id": "p5/0"},
-            "queryStringParameters": {"k": "3", "differ": "neckline", "other_products": "true"},
+            "queryStringParameters": {
+                "k": "3",
+                "differ": "neckline",
+                "other_products": "true",
+                "kind": "supervised",
+            },
         },
         None,
     )
@@ -144,9 +156,9 @@ def test_lambda_answers_direct_and_api_gateway_events(ports, index, monkeypatch)
     assert body == json.loads(api["body"])
     assert len(body["results"]) == 3
     assert all(r["facets"]["neckline"] != "crew" for r in body["results"])
-    missing = similar_lambda.handler({"image_id": "nope/0"}, None)
+    missing = similar_lambda.handler({"image_id": "nope/0", "kind": "supervised"}, None)
     assert missing["statusCode"] == 404
-    bad = similar_lambda.handler({"image_id": "p5/0", "same": "colour"}, None)
+    bad = similar_lambda.handler({"image_id": "p5/0", "same": "colour", "kind": "supervised"}, None)
     assert bad["statusCode"] == 400 and "unknown facet" in json.loads(bad["body"])["error"]
 
 

@@ -56,3 +56,28 @@ def test_an_image_outside_the_index_says_so(catalog):
 
 def test_without_a_similarity_query_there_is_no_panel(staff):
     assert "Similar dresses" not in staff.get("/catalog/p00000/img0").text
+
+
+def test_the_composition_roots_query_the_deployment_index(catalog):
+    """`similar_query` (what `dressvision serve` and the web Lambda pass) asks the index of
+    the default kind: the facet model's features until an embedder is promoted."""
+    import numpy as np
+
+    from shared.similarity import index_metadata, similar_query
+
+    records = sorted(catalog.ports.labels.scan(), key=lambda r: r.image_id)[:4]
+    index = catalog.ports.vectors("unsupervised")
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=512)
+    index.upsert(
+        [r.image_id for r in records],
+        [base + 0.01 * i * rng.normal(size=512) for i in range(len(records))],
+        [index_metadata(r.product_id, r.split, "v1", r.facets) for r in records],
+    )
+
+    html = _client(catalog, similar_query(catalog.ports)).get(f"/catalog/{records[0].image_id}")
+    section = html.text.split("Similar dresses")[1].split("<h3>")[0]
+    shown = re.findall(r'<a href="/catalog/([^"]+)">', section)
+    assert shown[0] == records[1].image_id  # the nearest other photo first
+    assert records[0].image_id not in shown
+
