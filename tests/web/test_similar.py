@@ -80,4 +80,3 @@ def test_the_composition_roots_query_the_deployment_index(catalog):
     shown = re.findall(r'<a href="/catalog/([^"]+)">', section)
     assert shown[0] == records[1].image_id  # the nearest other photo first
     assert records[0].image_id not in shown
-
