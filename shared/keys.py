@@ -66,6 +66,14 @@ def current_model_key(kind: str) -> str:
     return f"{models_prefix(kind)}current.json"
 
 
+def review_thresholds_key(version: str) -> str:
+    """`models/facets/<version>/review-thresholds.json`: the per-class thresholds of the
+    suspicious-label ranking on this model's out-of-sample predictions (the round's full
+    review writes them; the reviews after an ingest's inference rank their few images with
+    them)."""
+    return model_prefix("facets", version) + "review-thresholds.json"
+
+
 def reinfer_marker_key(kind: str, version: str) -> str:
     """`models/<kind>/<version>/reinfer.json`: the catalog was re-inferred with this version."""
     return model_prefix(kind, version) + REINFER_MARKER
