@@ -42,6 +42,7 @@ from shared.aggregation import (
     decide,
     summarize_workers,
 )
+from shared.env import LOOP_MIN_CHANGES
 from shared.errors import BudgetExceededError, ConfigurationError, ConflictError, NotFoundError
 from shared.image_links import image_link
 from shared.keys import (
@@ -50,6 +51,7 @@ from shared.keys import (
     review_thresholds_key,
     snapshot_id_of,
 )
+from shared.messages import ManifestEntry
 from shared.ports import Ports, WorkerRecord, Workforce
 from shared.records import ImageStatus, LabelRecord, LabelSource
 from shared.registry import parse_stamp
@@ -728,6 +730,26 @@ def _last_training_start(ports: Ports) -> datetime | None:
     except NotFoundError:
         pass
     return max(stamps) if stamps else None
+
+
+def loop_converged(ports: Ports) -> str | None:
+    """Why the relabel loop stops here, or None to run another round: the round that led to
+    the current training changed fewer labels than DRESSVISION_LOOP_MIN_CHANGES. Before any
+    retraining by the loop (a first training), a round always runs."""
+    try:
+        request = json.loads(ports.artifacts.get(TRAIN_REQUEST_KEY).body)
+    except NotFoundError:
+        return None
+    changed, minimum = int(request.get("changed", 0)), ports.settings.loop_min_changes
+    if changed >= minimum:
+        return None
+    return f"converged: the last round changed {changed} labels (< {minimum}, {LOOP_MIN_CHANGES})"
+
+
+def manifest_image_ids(ports: Ports, manifest_key: str) -> list[str]:
+    """The images of an inference manifest (JSON lines of `ManifestEntry`)."""
+    body = ports.artifacts.get(manifest_key).body.decode()
+    return [ManifestEntry.model_validate_json(line).image_id for line in body.splitlines() if line]
 
 
 def changes_since_last_training(ports: Ports) -> int:
