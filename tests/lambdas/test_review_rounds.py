@@ -13,7 +13,7 @@ from lambdas import batch_events
 from lambdas import review as review_lambda
 from shared.keys import current_model_key, manifest_key
 from shared.messages import BatchJobStateChange, ManifestEntry
-from shared.records import LabelSource
+from shared.records import LabelRecord, LabelSource
 from shared.relabel import collect, oof_version
 
 
@@ -137,3 +137,60 @@ def test_an_uploads_review_ranks_only_the_images_its_job_tagged(
     assert scans == [] and summary["labelled"] == 2
     assert summary["published"] == 1
     assert [t.image_id for t in ports.tasks.list("open")] == ["p3/0"]
+
+
+def test_on_aws_a_retrains_reinference_queues_a_round_and_the_round_can_stop(
+    aws, monkeypatch, load_event, lambda_context
+):
+    """moto: S3 artifacts, DynamoDB labels, Batch, and the SQS review queue."""
+    import boto3
+
+    from lambdas import wiring
+    from shared.keys import TRAIN_REQUEST_KEY, reinfer_marker_key
+
+    review_queue = aws["sqs"].create_queue(QueueName="dv-review")["QueueUrl"]
+    monkeypatch.setenv("DRESSVISION_REVIEW_QUEUE_URL", review_queue)
+    monkeypatch.setenv("DRESSVISION_LOOP_MIN_CHANGES", "5")
+    wiring.reset()
+    s3 = aws["s3"]
+    s3.put_object(
+        Bucket=aws["artifacts"], Key=current_model_key("facets"), Body=b'{"version": "v2"}'
+    )
+    wiring.ports().labels.register(
+        LabelRecord(
+            image_id="p1/front",
+            product_id="p1",
+            object_key="catalog/p1/front.jpg",
+            split="train",
+            facets={"neckline": "v-neck"},
+        )
+    )
+
+    def event(command, job_id, *args):
+        body = load_event("batch_job_state_change_succeeded.json")
+        body["detail"]["container"]["command"] = ["python", "-m", command, *args]
+        body["detail"]["jobId"] = job_id
+        return body
+
+    result = batch_events.handler(event("batch_jobs.train", "t-1"), lambda_context)["result"]
+    assert result.startswith(batch_events.REINFER_SUBMITTED)
+    marker = s3.get_object(Bucket=aws["artifacts"], Key=reinfer_marker_key("facets", "v2"))
+    reinfer_job = json.loads(marker["Body"].read())["job_id"]
+    batch = boto3.client("batch", region_name="us-east-1")
+    assert batch.describe_jobs(jobs=[reinfer_job])["jobs"][0]["jobName"].startswith("infer")
+    batch_events.handler(event("batch_jobs.infer", reinfer_job), lambda_context)
+    batch_events.handler(
+        event("batch_jobs.infer", "other", "--manifest", "manifests/infer/m-1.jsonl"),
+        lambda_context,
+    )
+    sqs = aws["sqs"]
+    messages = sqs.receive_message(QueueUrl=review_queue, MaxNumberOfMessages=10)["Messages"]
+    bodies = [json.loads(m["Body"]) for m in messages]
+    assert [(b.get("round"), b.get("manifest")) for b in bodies] == [
+        (True, None),
+        (None, "manifests/infer/m-1.jsonl"),
+    ]
+    # The round that led to v2 changed 2 labels (< 5): the loop stops, nothing is published.
+    s3.put_object(Bucket=aws["artifacts"], Key=TRAIN_REQUEST_KEY, Body=b'{"changed": 2}')
+    stopped = review_lambda.review(wiring.ports(), None, review_lambda.ReviewRequest(**bodies[0]))
+    assert stopped["published"] == 0 and "converged" in stopped["reason"]
