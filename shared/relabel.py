@@ -2,13 +2,19 @@
 
 Plain functions over the ports, shared by the review and collect Lambdas and the CLI.
 
-- `find_suspicious`: confident-learning ranking (shared/suspicious.py) of the catalog labels the
-  model confidently disagrees with. It needs OUT-OF-SAMPLE probabilities: a test image's come
-  from the model itself (it never trained on the test split); a train image's from the
-  cross-validated predictions the training job stores under `oof_version(version)` (each from
-  the fold model that did not see that image's product). Images without them are skipped.
-  Only catalog labels are reviewed: a label that staff or the crowd already set was decided by
-  people.
+- `review_labels` (and `find_suspicious`, its list): confident-learning ranking
+  (shared/suspicious.py) of the catalog labels the model confidently disagrees with, the
+  likeliest mistakes first across facets (self-confidence over the class threshold), cut at a
+  task budget. It needs OUT-OF-SAMPLE probabilities: a test image's come from the model itself
+  (it never trained on the test split); a train image's from the cross-validated predictions
+  the training job stores under `oof_version(version)` (each from the fold model that did not
+  see that image's product). Images without them are not judged, and `Review` counts them so
+  that callers say so. Only catalog labels are flagged: a label that staff or the crowd set or
+  confirmed was decided by people (it still counts in the thresholds). Over a few images (what
+  one inference job tagged) it reads only those, with the thresholds the model's whole-catalog
+  review stored.
+- `loop_converged`: the rounds stop once a round changed fewer than
+  DRESSVISION_LOOP_MIN_CHANGES labels.
 - `publish_tasks`: one task per (image, facet, label version), so a re-run publishes nothing
   twice; stops at the workforce's budget.
 - `collect`: fetch answers, aggregate every facet's votes with Dawid-Skene (worker reliability
