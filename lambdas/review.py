@@ -46,6 +46,9 @@ def review(ports: Ports, workforce: Workforce, request: ReviewRequest) -> dict:
     if version is None:
         return {"published": 0, "reason": "no model yet"}
     if request.round and (converged := loop_converged(ports)):
+        # No new round; the ranking still runs once, to store the model's thresholds for the
+        # reviews of later uploads.
+        review_labels(ports, version, budget_tasks=0)
         logger.info("relabel loop: %s; no new round", converged)
         return {"published": 0, "reason": converged}
     image_ids = manifest_image_ids(ports, request.manifest) if request.manifest else None

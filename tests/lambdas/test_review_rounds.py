@@ -11,9 +11,9 @@ import pytest
 
 from lambdas import batch_events
 from lambdas import review as review_lambda
-from shared.keys import current_model_key, manifest_key
+from shared.keys import current_model_key, manifest_key, review_thresholds_key
 from shared.messages import BatchJobStateChange, ManifestEntry
-from shared.records import LabelRecord, LabelSource
+from shared.records import FacetPrediction, LabelRecord, LabelSource, PredictionRecord
 from shared.relabel import collect, oof_version
 
 
@@ -102,6 +102,7 @@ def test_the_loop_stops_when_a_round_changed_fewer_than_the_setting(
     assert stopped["published"] == 0 and stopped["reason"].startswith("converged")
     assert "DRESSVISION_LOOP_MIN_CHANGES" in stopped["reason"]
     assert not list(ports.tasks.list("open"))
+    assert ports.artifacts.exists(review_thresholds_key("v2"))  # for the uploads' reviews
 
 
 def test_an_uploads_review_ranks_only_the_images_its_job_tagged(
@@ -146,8 +147,11 @@ def test_on_aws_a_retrains_reinference_queues_a_round_and_the_round_can_stop(
     import boto3
 
     from lambdas import wiring
+    from shared.aws.tasks_dynamodb import create_tasks_table
     from shared.keys import TRAIN_REQUEST_KEY, reinfer_marker_key
 
+    create_tasks_table(boto3.client("dynamodb", region_name="us-east-1"), "Tasks")
+    monkeypatch.setenv("DRESSVISION_TASKS_TABLE", "Tasks")
     review_queue = aws["sqs"].create_queue(QueueName="dv-review")["QueueUrl"]
     monkeypatch.setenv("DRESSVISION_REVIEW_QUEUE_URL", review_queue)
     monkeypatch.setenv("DRESSVISION_LOOP_MIN_CHANGES", "5")
@@ -163,6 +167,16 @@ def test_on_aws_a_retrains_reinference_queues_a_round_and_the_round_can_stop(
             object_key="catalog/p1/front.jpg",
             split="train",
             facets={"neckline": "v-neck"},
+        )
+    )
+
+    k = len(wiring.ports().taxonomy.labels("neckline"))
+    probs = [0.9 if j == 0 else 0.1 / (k - 1) for j in range(k)]
+    wiring.ports().predictions.put(  # the new model's out-of-fold prediction of that photo
+        PredictionRecord(
+            image_id="p1/front",
+            model_version=oof_version("v2"),
+            facets={"neckline": FacetPrediction(label="v-neck", prob=0.9, probs=probs)},
         )
     )
 
@@ -194,3 +208,5 @@ def test_on_aws_a_retrains_reinference_queues_a_round_and_the_round_can_stop(
     s3.put_object(Bucket=aws["artifacts"], Key=TRAIN_REQUEST_KEY, Body=b'{"changed": 2}')
     stopped = review_lambda.review(wiring.ports(), None, review_lambda.ReviewRequest(**bodies[0]))
     assert stopped["published"] == 0 and "converged" in stopped["reason"]
+    thresholds = s3.list_objects_v2(Bucket=aws["artifacts"], Prefix="models/facets/v2/")
+    assert review_thresholds_key("v2") in [o["Key"] for o in thresholds.get("Contents", [])]
