@@ -48,12 +48,17 @@ def review(ports: Ports, workforce: Workforce, request: ReviewRequest) -> dict:
     if request.round and (converged := loop_converged(ports)):
         # No new round; the ranking still runs once, to store the model's thresholds for the
         # reviews of later uploads.
-        review_labels(ports, version, budget_tasks=0)
+        review_labels(ports, version, budget_tasks=0, store_thresholds=True)
         logger.info("relabel loop: %s; no new round", converged)
         return {"published": 0, "reason": converged}
     image_ids = manifest_image_ids(ports, request.manifest) if request.manifest else None
     found = review_labels(
-        ports, version, facet=request.facet, image_ids=image_ids, budget_tasks=request.limit
+        ports,
+        version,
+        facet=request.facet,
+        image_ids=image_ids,
+        budget_tasks=request.limit,
+        store_thresholds=True,
     )
     if warning := found.coverage_warning():
         logger.warning(warning)

@@ -183,12 +183,14 @@ def review_labels(
     facet: str | None = None,
     image_ids: list[str] | None = None,
     budget_tasks: int | None = None,
+    store_thresholds: bool = False,
 ) -> Review:
     """Rank the catalog labels this model confidently disagrees with, across facets, the
     likeliest mistakes first; keep the first `budget_tasks`.
 
     Whole catalog (image_ids None): one scan of the labels and two reads of the model's
-    predictions; the per-class thresholds are stored with the model (`review_thresholds_key`).
+    predictions; with `store_thresholds` (the review Lambda's rounds: the web app and the CLI
+    only read), the per-class thresholds are stored with the model (`review_thresholds_key`).
     A few images (the ones an inference job just tagged): only their labels and predictions
     are read, and ranked with the stored thresholds of the model's whole distribution (the
     thresholds are a mean over thousands of labels: a few new images would not move them);
@@ -270,7 +272,7 @@ def review_labels(
                     score=s.score,
                 )
             )
-    if computed:
+    if computed and store_thresholds:
         _store_thresholds(ports, model_version, computed)
     review.suspects.sort(key=lambda s: (s.score, s.image_id, s.facet))
     if budget_tasks is not None:

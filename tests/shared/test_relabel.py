@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from shared.errors import ConflictError
-from shared.keys import snapshot_key
+from shared.keys import review_thresholds_key, snapshot_key
 from shared.records import LabelSource
 from shared.relabel import (
     answer_as_staff,
@@ -79,6 +79,8 @@ def test_the_task_budget_takes_the_likeliest_mistakes_first(ports):
     everything = find_suspicious(ports, "v1")
     budget = review_labels(ports, "v1", budget_tasks=2).suspects
     assert budget == everything[:2]
+    # Readers (the web app, the CLI) store nothing: only the review Lambda's rounds do.
+    assert not ports.artifacts.exists(review_thresholds_key("v1"))
     with pytest.raises(ValueError, match="budget"):
         review_labels(ports, "v1", budget_tasks=-1)
 
@@ -125,7 +127,7 @@ class CountingReads:
 
 
 def test_a_review_of_a_few_tagged_images_reads_only_them(flipped_necklines, ports):
-    whole = review_labels(ports, "v1")  # the round's review: stores the thresholds
+    whole = review_labels(ports, "v1", store_thresholds=True)  # the round's review
     labels, predictions = CountingReads(ports.labels), CountingReads(ports.predictions)
     counted = replace(ports, labels=labels, predictions=predictions)
     tagged = [f"p{i}/0" for i in (*sorted(flipped_necklines.flipped)[:2], 30, 31)]
