@@ -161,6 +161,12 @@ def main() -> int:
     parser.add_argument("--budget-tasks", type=int, default=None, help="tasks per round")
     parser.add_argument("--min-changes", type=int, default=10, help="stop below this per round")
     parser.add_argument("--max-rounds", type=int, default=4)
+    parser.add_argument(
+        "--force-promote",
+        action="store_true",
+        help="promote every retrained model even when its test macro F1 (on the store's "
+        "labels) is worse: for reduced runs whose weak models fluctuate; off by default",
+    )
     parser.add_argument("--work", type=Path, default=None, help="folder for catalog and home")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -202,6 +208,8 @@ def main() -> int:
     recipe = replace(TrainingRecipe.from_settings(runtime.settings), oof_folds=args.oof_folds)
     if args.epochs is not None:
         recipe = replace(recipe, epochs=args.epochs)
+    if args.force_promote:
+        recipe = replace(recipe, force=True)
     # The retraining collect submits carries this recipe (the deployment's, with the bench's
     # epochs and folds: the settings have no epochs).
     relabel.training_request = lambda ports: JobRequest(name="train", args=recipe.to_args())
@@ -295,7 +303,11 @@ def main() -> int:
             "noise_per_facet": args.noise,
             "images": images,
         },
-        "recipe": {"epochs": recipe.epochs, "oof_folds": args.oof_folds},
+        "recipe": {
+            "epochs": recipe.epochs,
+            "oof_folds": args.oof_folds,
+            "force_promote": args.force_promote,
+        },
         "rounds": rounds,
         "stopped": stopped,
         "label_error_rate": {"before": before, "after": error_rates(final, truth)},
