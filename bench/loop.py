@@ -1,28 +1,27 @@
-"""The humans-in-the-loop loop, measured (issue 5, item 7).
+"""The humans-in-the-loop cycle, measured round by round (issue 13).
 
 1. `dressvision synth-catalog` with 8% label noise per facet (seed 0), imported.
-2. `dressvision train --oof-folds 2`: the locator, the facet model, and out-of-fold predictions
-   of every train image (two fold models, each blind to half of the train products); the test
-   images' predictions come from the model itself, which never trains on them.
-3. Review: the confident-learning ranking of every facet (`dressvision review`), scored against
-   the injected flips (catalog label != true label): precision and recall of the whole flagged
-   set, and precision at the top of the ranking.
-4. Every flagged label published to the simulated crowd (12 workers of 60-90% accuracy, two of
-   them spammers, 3 answers a task at first), collected (`dressvision collect`) until no task
-   asks for more answers: Dawid-Skene decides, asks for more, or escalates to staff (left
-   unanswered here: no staff in a benchmark).
-5. Retraining, the way the product does it: `maybe_retrain` (what `collect` ends with) submits
-   the training job since at least `DRESSVISION_RETRAIN_THRESHOLD` labels changed; the job runs
-   through the local JobRunner with the job's defaults (the current locator, the same seed) and
-   is promoted if its test macro F1 on the corrected labels is not worse.
+2. The first training with the recipe's out-of-fold predictions (`--oof-folds`, default 2):
+   every train image is judged by a model that never saw its product; test images by the model.
+3. Round r: the review (`lambdas/review.py`, as the review queue delivers it) ranks the labels
+   most likely wrong across facets (confident learning, self-confidence order), within the
+   budget (`--budget-tasks` per round, default unlimited), skipping what people decided; it is
+   scored against the labels still wrong (catalog label != true label): precision and recall
+   at K = the number of labels still wrong. The simulated crowd (12 workers of 60-90%
+   accuracy, two spammers, 3 answers a task at first) answers; `collect` runs until no task
+   asks for more answers; then `maybe_retrain` submits the deployment's training recipe (the
+   same one as the first training, with --oof-folds), the local runtime runs it, and its
+   events do what they do on AWS: a promoted model re-infers the catalog, and the re-inference
+   queues the next round's review. The loop stops when a round changed fewer labels than
+   `--min-changes` (DRESSVISION_LOOP_MIN_CHANGES), when the retrained model was not promoted,
+   or after `--max-rounds`.
 
-Reported: the label error rate of the store against the generator's true labels before and
-after (all images, train and test), and the test macro F1 per facet of both models measured
-against the TRUE test labels (the store's test labels are noisy too, and get corrected: scoring
-both models on the true labels keeps the comparison fair), plus what each model's own
-evaluation said. Writes bench/results/loop.json.
+Reported per round: precision and recall at K, tasks published, answers bought, labels
+changed, wrong labels left in the store (all images), the test macro F1 of the round's model
+against the TRUE test labels. Writes bench/results/loop.json and prints a Markdown table.
 
-    .venv/bin/python bench/loop.py [--products 500] [--noise 0.08]
+    .venv/bin/python bench/loop.py                       # the issue's setting: 500 products
+    .venv/bin/python bench/loop.py --products 150 --epochs 12   # a reduced run
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,10 +46,8 @@ from local.synth_catalog import generate_catalog  # noqa: E402
 from shared.records import ImageStatus, LabelRecord  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "loop.json"
-RETRAIN_THRESHOLD = 20
 INITIAL_ASSIGNMENTS = 3
 MAX_COLLECT_ROUNDS = 8
-TOP_K = (50, 100, 200)
 
 
 def read_truth(path: Path) -> dict[str, dict[str, str]]:
@@ -92,31 +88,6 @@ def error_rates(records: list[LabelRecord], truth: dict[str, dict[str, str]]) ->
     return out
 
 
-def ranking_quality(suspects, flipped: set[tuple[str, str]]) -> dict:
-    flagged = [(s.image_id, s.facet) for s in suspects]
-    hits = [cell in flipped for cell in flagged]
-    caught = sum(hits)
-    report = {
-        "flipped_labels": len(flipped),
-        "flagged": len(flagged),
-        "true_flips_flagged": caught,
-        "precision": round(caught / len(flagged), 4) if flagged else None,
-        "recall": round(caught / len(flipped), 4) if flipped else None,
-        "precision_at": {str(k): round(sum(hits[:k]) / k, 4) for k in TOP_K if len(hits) >= k},
-        "per_facet": {},
-    }
-    for facet in sorted({f for _, f in flipped} | {s.facet for s in suspects}):
-        mine = [cell in flipped for cell in flagged if cell[1] == facet]
-        total = sum(1 for _, f in flipped if f == facet)
-        report["per_facet"][facet] = {
-            "flipped": total,
-            "flagged": len(mine),
-            "precision": round(sum(mine) / len(mine), 4) if mine else None,
-            "recall": round(sum(mine) / total, 4) if total else None,
-        }
-    return report
-
-
 def true_test_f1(runtime: LocalRuntime, version: str, truth) -> dict[str, float]:
     """Macro F1 per facet of model `version` on the test split's TRUE labels."""
     from batch_jobs.evaluate import evaluate_records
@@ -134,16 +105,48 @@ def true_test_f1(runtime: LocalRuntime, version: str, truth) -> dict[str, float]
     return {facet: round(report["macro_f1"], 4) for facet, report in test.items()}
 
 
-def own_test_f1(runtime: LocalRuntime, version: str) -> dict[str, float]:
-    """What the model's own evaluation said (on the store's test labels of its time)."""
-    from shared.registry import ModelRegistry
-
-    metrics = ModelRegistry(runtime.ports.artifacts).metrics(FACETS, version)
-    return {f: round(r["macro_f1"], 4) for f, r in metrics["splits"]["test"].items()}
-
-
 def mean(values: dict[str, float]) -> float:
     return round(sum(values.values()) / len(values), 4)
+
+
+def precision_recall_at_k(suspects, wrong: set[tuple[str, str]]) -> dict:
+    """Precision and recall of the top K of the ranking, K = the number of labels still wrong."""
+    k = len(wrong)
+    top = [(s.image_id, s.facet) for s in suspects[:k]]
+    hits = sum(cell in wrong for cell in top)
+    return {
+        "k": k,
+        "flagged": len(suspects),
+        "precision_at_k": round(hits / len(top), 4) if top else None,
+        "recall_at_k": round(hits / k, 4) if k else None,
+        "precision_flagged": round(
+            sum((s.image_id, s.facet) in wrong for s in suspects) / len(suspects), 4
+        )
+        if suspects
+        else None,
+    }
+
+
+def wrong_images(records: list[LabelRecord], truth) -> float:
+    """Share of images with at least one wrong label."""
+    wrong = {image_id for image_id, _ in wrong_cells(records, truth)}
+    return round(len(wrong) / len(records), 4)
+
+
+def markdown_table(rounds: list[dict]) -> str:
+    head = (
+        "| round | model | precision@K | recall@K | K | tasks | answers | changed | "
+        "wrong labels after | wrong images after | test macro F1 (true labels) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = "".join(
+        f"| {r['round']} | {r['model']} | {r['ranking']['precision_at_k']} | "
+        f"{r['ranking']['recall_at_k']} | {r['ranking']['k']} | {r['tasks']} | {r['answers']} | "
+        f"{r['changed']} | {r['wrong_labels_after']} | {r['wrong_images_after']} | "
+        f"{r['test_macro_f1_true']} |\n"
+        for r in rounds
+    )
+    return head + rows
 
 
 def main() -> int:
@@ -152,13 +155,20 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise", type=float, default=0.08)
     parser.add_argument("--oof-folds", type=int, default=2)
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="training epochs (default: the recipe's)"
+    )
+    parser.add_argument("--budget-tasks", type=int, default=None, help="tasks per round")
+    parser.add_argument("--min-changes", type=int, default=10, help="stop below this per round")
+    parser.add_argument("--max-rounds", type=int, default=4)
+    parser.add_argument(
+        "--force-promote",
+        action="store_true",
+        help="promote every retrained model even when its test macro F1 (on the store's "
+        "labels) is worse: for reduced runs whose weak models fluctuate; off by default",
+    )
     parser.add_argument("--work", type=Path, default=None, help="folder for catalog and home")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument(
-        "--reuse-model",
-        action="store_true",
-        help="with --work: keep the current model of an earlier run (its labels untouched)",
-    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="dressvision-loop-"))
     started = time.perf_counter()
@@ -172,84 +182,120 @@ def main() -> int:
     if not (catalog / "labels.csv").exists():
         generate_catalog(catalog, products=args.products, seed=args.seed, noise=args.noise)
     truth = read_truth(catalog / "labels_true.csv")
-    environ = {"DRESSVISION_RETRAIN_THRESHOLD": str(RETRAIN_THRESHOLD)}
+    environ = {
+        "DRESSVISION_RETRAIN_THRESHOLD": str(args.min_changes),  # a round that continues retrains
+        "DRESSVISION_LOOP_MIN_CHANGES": str(args.min_changes),
+        "DRESSVISION_WORKFORCE": "simulated",
+        "DRESSVISION_SIMULATED_TRUTH": str(catalog / "labels_true.csv"),
+        "DRESSVISION_MAX_ASSIGNMENTS": str(INITIAL_ASSIGNMENTS),
+    }
     runtime = LocalRuntime.open(work / "home", environ=environ)
     import_catalog(runtime, catalog, progress=False)
     images = len(usable(runtime))
     before = error_rates(usable(runtime), truth)
-    flipped = wrong_cells(usable(runtime), truth)
-    print(f"{images} images, {len(flipped)} wrong labels injected", flush=True)
+    wrong_images_before = wrong_images(usable(runtime), truth)
+    print(f"{images} images, {before['all']['wrong']} wrong labels injected", flush=True)
     lap("generate_and_import")
 
     from batch_jobs.train import default_args, train
+    from lambdas.review import ReviewRequest, review
+    from shared import relabel
+    from shared.backends import build_workforce
+    from shared.messages import JobRequest
+    from shared.recipe import TrainingRecipe
     from shared.registry import ModelRegistry
 
-    reused = ModelRegistry(runtime.ports.artifacts).current(FACETS) if args.reuse_model else None
-    if reused is not None and list(runtime.ports.tasks.list()):
-        raise SystemExit("--reuse-model: this home's labels were already reviewed; start afresh")
-    if reused is not None:
-        first = SimpleNamespace(version=reused)
-    else:
-        first = train(default_args(oof_folds=args.oof_folds, locator="train"), runtime.ports)
-    lap("train_with_oof")
+    recipe = replace(TrainingRecipe.from_settings(runtime.settings), oof_folds=args.oof_folds)
+    if args.epochs is not None:
+        recipe = replace(recipe, epochs=args.epochs)
+    if args.force_promote:
+        recipe = replace(recipe, force=True)
+    # The retraining collect submits carries this recipe (the deployment's, with the bench's
+    # epochs and folds: the settings have no epochs).
+    relabel.training_request = lambda ports: JobRequest(name="train", args=recipe.to_args())
+    first_args = {"oof_folds": args.oof_folds, "locator": "train"}
+    if args.epochs is not None:
+        first_args["epochs"] = args.epochs
+    train(default_args(**first_args), runtime.ports)
+    lap("first_training")
 
-    from shared.backends import build_workforce
-    from shared.relabel import collect, find_suspicious, maybe_retrain, publish_tasks
-
-    suspects = find_suspicious(runtime.ports, first.version)
-    ranking = ranking_quality(suspects, flipped)
-    print(json.dumps(ranking), flush=True)
-    crowd_settings = replace(
-        runtime.settings,
-        workforce="simulated",
-        simulated_truth=str(catalog / "labels_true.csv"),
-        simulated_seed=args.seed,
-    )
+    crowd_settings = replace(runtime.settings, simulated_seed=args.seed)
     crowd = build_workforce(crowd_settings, runtime.ports)
-    published = publish_tasks(runtime.ports, crowd, suspects, max_assignments=INITIAL_ASSIGNMENTS)
-    # All answers are in at once here, so collect runs until no task asks for more; the
-    # threshold is held back meanwhile so that one retraining sees every correction (on AWS,
-    # a collect that crosses it submits training at once, and later answers go to the next).
+    # The review queue's messages are kept, to be scored before the review Lambda runs them.
+    messages: list[dict] = []
+    runtime._review_handler = lambda event: (
+        messages.extend(json.loads(r["body"]) for r in event["Records"])
+        or {"batchItemFailures": []}
+    )
     holding = replace(runtime.ports, settings=replace(runtime.settings, retrain_threshold=10**9))
-    rounds = []
-    for _ in range(MAX_COLLECT_ROUNDS):
-        summary = collect(holding, crowd)
-        rounds.append(summary.to_json())
-        if not summary.asked_more:
+    registry = ModelRegistry(runtime.ports.artifacts)
+    request = {"round": True}
+    rounds: list[dict] = []
+    stopped = f"after --max-rounds {args.max_rounds}"
+    for number in range(1, args.max_rounds + 1):
+        version = registry.current(FACETS)
+        wrong = wrong_cells(usable(runtime), truth)
+        ranking = relabel.review_labels(runtime.ports, version)
+        scored = precision_recall_at_k(ranking.suspects, wrong)
+        print(f"round {number}: {json.dumps(scored)}", flush=True)
+        request = {**request, "model_version": version, "limit": args.budget_tasks or 10**9}
+        published = review(runtime.ports, crowd, ReviewRequest(**request))
+        if published.get("reason"):
+            stopped = published["reason"]
             break
-    train_job = maybe_retrain(runtime.ports)
-    tasks = list(runtime.ports.tasks.list())
-    decided = [t for t in tasks if t.status == "decided"]
-    crowd_report = {
-        "workers": "12 simulated, accuracy uniform in 0.6-0.9, 2 of them spammers",
-        "published": published.published,
-        "collect_rounds": len(rounds),
-        "votes": sum(len(t.votes) for t in tasks),
-        "decided": len(decided),
-        "changed": sum(t.outcome != t.current_label for t in decided),
-        "decided_right": sum(t.outcome == truth[t.image_id][t.facet] for t in decided),
-        "escalated_to_staff": sum(t.status == "escalated" for t in tasks),
-        "conflicts": sum(t.status == "conflict" for t in tasks),
-    }
-    after = error_rates(usable(runtime), truth)
-    print(json.dumps(crowd_report), flush=True)
-    lap("review_and_crowd")
+        round_ids = {t.task_id for t in runtime.ports.tasks.list("open")}
+        for _ in range(MAX_COLLECT_ROUNDS):
+            if not relabel.collect(holding, crowd).asked_more:
+                break
+        tasks = [t for t in runtime.ports.tasks.list() if t.task_id in round_ids]
+        decided = [t for t in tasks if t.status == "decided"]
+        changed = sum(t.outcome != t.current_label for t in decided)
+        after = usable(runtime)
+        rounds.append(
+            {
+                "round": number,
+                "model": version,
+                "ranking": scored,
+                "without_predictions": ranking.without_predictions,
+                "tasks": len(tasks),
+                "answers": sum(len(t.votes) for t in tasks),
+                "changed": changed,
+                "fixed": sum(
+                    t.outcome == truth[t.image_id][t.facet] != t.current_label for t in decided
+                ),
+                "escalated_to_staff": sum(t.status == "escalated" for t in tasks),
+                "wrong_labels_after": len(wrong_cells(after, truth)),
+                "wrong_images_after": wrong_images(after, truth),
+                "test_macro_f1_true": mean(true_test_f1(runtime, version, truth)),
+            }
+        )
+        print(json.dumps(rounds[-1]), flush=True)
+        lap(f"round_{number}")
+        if changed < args.min_changes:
+            stopped = f"round {number} changed {changed} labels (< {args.min_changes})"
+            break
+        job = relabel.maybe_retrain(runtime.ports)
+        if job is None:
+            stopped = f"round {number}: too few changes to retrain"
+            break
+        messages.clear()
+        runtime.wait_for_jobs()  # the training, and what its end submits: the re-inference
+        runtime.wait_for_jobs()  # the re-inference, whose end queues the next round
+        if runtime.jobs.status(job) != "SUCCEEDED":
+            raise SystemExit(f"retraining job {job} failed; see {runtime.jobs.log_path(job)}")
+        lap(f"retrain_{number}")
+        rounds_queued = [m for m in messages if m.get("round")]
+        if registry.current(FACETS) == version or not rounds_queued:
+            stopped = f"round {number}: the retrained model was not promoted"
+            break
+        request = rounds_queued[-1]
 
-    if train_job is None:
-        raise SystemExit(f"no training submitted: fewer than {RETRAIN_THRESHOLD} labels changed")
-    runtime.jobs.wait(train_job)
-    status = runtime.jobs.status(train_job)
-    if status != "SUCCEEDED":
-        log = runtime.jobs.log_path(train_job)
-        raise SystemExit(f"retraining job {train_job} {status}; see {log}")
-    second = ModelRegistry(runtime.ports.artifacts).current(FACETS)
-    lap("retrain_job")
-
-    f1_before = true_test_f1(runtime, first.version, truth)
-    f1_after = true_test_f1(runtime, second, truth)
-    lap("evaluate_on_true_labels")
+    final = usable(runtime)
+    final_version = registry.current(FACETS)
+    answers = sum(r["answers"] for r in rounds)
+    fixed = sum(r["fixed"] for r in rounds)
     report = {
-        "command": f"python bench/loop.py --products {args.products} --noise {args.noise}",
+        "command": " ".join(["python", "bench/loop.py", *sys.argv[1:]]),
         "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
         "catalog": {
             "products": args.products,
@@ -257,27 +303,24 @@ def main() -> int:
             "noise_per_facet": args.noise,
             "images": images,
         },
-        "out_of_sample": f"{args.oof_folds}-fold cross-validated predictions for train images "
-        "(folds by product); the model's own predictions for test images",
-        "ranking": ranking,
-        "crowd": crowd_report,
-        "label_error_rate": {"before": before, "after": after},
-        "models": {"before": first.version, "after": second, "retrain_job": train_job},
-        "test_macro_f1_on_true_labels": {
-            "before": f1_before,
-            "after": f1_after,
-            "mean_before": mean(f1_before),
-            "mean_after": mean(f1_after),
+        "recipe": {
+            "epochs": recipe.epochs,
+            "oof_folds": args.oof_folds,
+            "force_promote": args.force_promote,
         },
-        "test_macro_f1_own_evaluation": {
-            "before": own_test_f1(runtime, first.version),
-            "after": own_test_f1(runtime, second),
-        },
+        "rounds": rounds,
+        "stopped": stopped,
+        "label_error_rate": {"before": before, "after": error_rates(final, truth)},
+        "wrong_images": {"before": wrong_images_before, "after": wrong_images(final, truth)},
+        "answers_per_label_fixed": round(answers / fixed, 2) if fixed else None,
+        "final_model": final_version,
+        "final_test_macro_f1_true": mean(true_test_f1(runtime, final_version, truth)),
         "seconds": seconds,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
+    print(markdown_table(rounds))
     return 0
 
 

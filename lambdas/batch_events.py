@@ -1,6 +1,9 @@
 """λ batch_events: EventBridge "Batch Job State Change" -> what comes next.
 
-- infer SUCCEEDED: queue a review (suspicious labels of the new predictions);
+- infer SUCCEEDED: queue a review. After the re-inference of the whole catalog with a newly
+  promoted model, that is the relabel loop's next round (`"round": true`: the whole catalog,
+  on the new model's out-of-sample predictions, unless the loop converged); after any other
+  inference (an upload), a review of the images that job tagged (`"manifest"`: its manifest);
 - train SUCCEEDED with a newly promoted model: re-infer the whole catalog with it (once per
   model version, however often the event is delivered); a newly promoted similarity embedder
   counts too: the re-inference re-embeds the catalog into the similarity indexes;
@@ -11,12 +14,14 @@ Events of array-job children are ignored: the parent's event speaks for the job.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 
 from lambdas import wiring
 from lambdas.observability import bind, count, instrument
 from shared import env
+from shared.errors import NotFoundError
 from shared.inference import catalog_entries, current_model_version, submit_inference
 from shared.keys import failed_job_key, reinfer_marker_key
 from shared.messages import BatchJobStateChange
@@ -64,8 +69,13 @@ def on_job_state_change(ports: Ports, event: BatchJobStateChange) -> str:
     if kind == "infer":
         if ports.review_queue is None:
             return "no review queue configured"
-        ports.review_queue.send(json.dumps({"model_version": version, "job_id": detail.job_id}))
-        return "review queued"
+        message: dict = {"model_version": version, "job_id": detail.job_id}
+        if version is not None and _is_reinference(ports, version, detail.job_id):
+            message["round"] = True
+        elif manifest := _manifest_of(event):
+            message["manifest"] = manifest
+        ports.review_queue.send(json.dumps(message))
+        return "review round queued" if message.get("round") else "review queued"
     if kind == "train" and version is not None:
         embedder = current_model_version(ports, ModelKind.SIMILARITY)
         marker = reinfer_marker_key(ModelKind.FACETS, version, embedder)
@@ -81,6 +91,27 @@ def on_job_state_change(ports: Ports, event: BatchJobStateChange) -> str:
         bind(reinfer_job_id=job_id)
         return f"{REINFER_SUBMITTED} ({len(entries)} images)"
     return "ignored"
+
+
+def _is_reinference(ports: Ports, version: str, job_id: str) -> bool:
+    """Whether `job_id` is the re-inference of the catalog with model `version` (and the
+    current similarity embedder, whose promotion re-infers too)."""
+    embedder = current_model_version(ports, ModelKind.SIMILARITY)
+    key = reinfer_marker_key(ModelKind.FACETS, version, embedder)
+    try:
+        marker = json.loads(ports.artifacts.get(key).body)
+    except NotFoundError:
+        return False
+    return marker.get("job_id") == job_id
+
+
+def _manifest_of(event: BatchJobStateChange) -> str | None:
+    """The `--manifest KEY` of the job's command: the images it tagged."""
+    command = list(event.detail.container.get("command", []))
+    for flag, value in itertools.pairwise(command):
+        if flag == "--manifest":
+            return value
+    return None
 
 
 @instrument

@@ -1,6 +1,13 @@
 """λ review: a "review now" message (after inference) -> suspicious labels -> relabel tasks
 published through the configured workforce, within its budget. Idempotent: a task exists once
-per (image, facet, label version), so a redelivered message publishes nothing twice."""
+per (image, facet, label version), so a redelivered message publishes nothing twice.
+
+Two kinds of message (lambdas/batch_events.py): a round of the relabel loop (`round`: the
+catalog was re-inferred with a newly promoted model; the whole catalog is ranked on its
+out-of-sample predictions, unless the previous round changed fewer than
+DRESSVISION_LOOP_MIN_CHANGES labels: the loop has converged), and the review of what one
+inference job tagged (`manifest`: only those images are read, ranked with the thresholds the
+model's round stored)."""
 
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ from shared.errors import DressvisionError
 from shared.inference import current_model_version
 from shared.messages import SqsEvent
 from shared.ports import Ports, Workforce
-from shared.relabel import find_suspicious, publish_tasks
+from shared.relabel import loop_converged, manifest_image_ids, publish_tasks, review_labels
 
 logger = logging.getLogger(__name__)
 
@@ -29,22 +36,42 @@ class ReviewRequest(BaseModel):
     model_version: str | None = None
     facet: str | None = None
     limit: int = DEFAULT_LIMIT
+    job_id: str | None = None
+    manifest: str | None = None  # review only the images of this inference manifest
+    round: bool = False  # the catalog was re-inferred with a new model: the loop's next round
 
 
 def review(ports: Ports, workforce: Workforce, request: ReviewRequest) -> dict:
     version = request.model_version or current_model_version(ports)
     if version is None:
         return {"published": 0, "reason": "no model yet"}
-    suspects = find_suspicious(ports, version, facet=request.facet, limit=request.limit)
-    summary = publish_tasks(
-        ports, workforce, suspects, max_assignments=ports.settings.max_assignments
+    if request.round and (converged := loop_converged(ports)):
+        # No new round; the ranking still runs once, to store the model's thresholds for the
+        # reviews of later uploads.
+        review_labels(ports, version, budget_tasks=0, store_thresholds=True)
+        logger.info("relabel loop: %s; no new round", converged)
+        return {"published": 0, "reason": converged}
+    image_ids = manifest_image_ids(ports, request.manifest) if request.manifest else None
+    found = review_labels(
+        ports,
+        version,
+        facet=request.facet,
+        image_ids=image_ids,
+        budget_tasks=request.limit,
+        store_thresholds=True,
     )
-    logger.info("review of %s: %d suspicious, %s", version, len(suspects), summary)
+    if warning := found.coverage_warning():
+        logger.warning(warning)
+    summary = publish_tasks(
+        ports, workforce, found.suspects, max_assignments=ports.settings.max_assignments
+    )
+    logger.info("review of %s: %d suspicious, %s", version, len(found.suspects), summary)
     return {
-        "suspicious": len(suspects),
+        "suspicious": len(found.suspects),
         "created": summary.created,
         "published": summary.published,
         "budget_exhausted": summary.budget_exhausted,
+        **found.coverage_json(),
     }
 
 

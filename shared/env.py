@@ -31,6 +31,8 @@ VECTOR_HNSW_ABOVE = "DRESSVISION_VECTOR_HNSW_ABOVE"
 JOB_QUEUE = "DRESSVISION_JOB_QUEUE"
 REVIEW_QUEUE_URL = "DRESSVISION_REVIEW_QUEUE_URL"  # batch_events -> review
 RETRAIN_THRESHOLD = "DRESSVISION_RETRAIN_THRESHOLD"  # changed labels that trigger training
+# The relabel loop stops when a round (review -> answers -> retrain) changed fewer labels.
+LOOP_MIN_CHANGES = "DRESSVISION_LOOP_MIN_CHANGES"
 # Job definition per job name: DRESSVISION_JOB_DEFINITION_INFER, ..._TRAIN.
 JOB_DEFINITION_PREFIX = "DRESSVISION_JOB_DEFINITION_"
 
@@ -172,6 +174,7 @@ class Settings:
     simulated_truth: str = ""
     review_queue_url: str = ""
     retrain_threshold: int = 50
+    loop_min_changes: int = 10
     task_deadline_hours: float = 7 * 24.0  # an MTurk HIT's default lifetime
     min_worker_accuracy: float = 0.0
     web_base_url: str = ""
@@ -243,6 +246,7 @@ class Settings:
             simulated_truth=env.get(SIMULATED_TRUTH, ""),
             review_queue_url=env.get(REVIEW_QUEUE_URL, ""),
             retrain_threshold=_int(env, RETRAIN_THRESHOLD, cls.retrain_threshold),
+            loop_min_changes=_int(env, LOOP_MIN_CHANGES, cls.loop_min_changes),
             task_deadline_hours=_float(env, TASK_DEADLINE_HOURS, cls.task_deadline_hours),
             min_worker_accuracy=_float(env, MIN_WORKER_ACCURACY, cls.min_worker_accuracy),
             web_base_url=env.get(WEB_BASE_URL, "").rstrip("/"),
@@ -303,6 +307,7 @@ class Settings:
             SIMULATED_TRUTH: self.simulated_truth,
             REVIEW_QUEUE_URL: self.review_queue_url,
             RETRAIN_THRESHOLD: str(self.retrain_threshold),
+            LOOP_MIN_CHANGES: str(self.loop_min_changes),
             TASK_DEADLINE_HOURS: repr(self.task_deadline_hours),
             MIN_WORKER_ACCURACY: repr(self.min_worker_accuracy),
             WEB_BASE_URL: self.web_base_url,

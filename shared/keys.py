@@ -66,6 +66,22 @@ def current_model_key(kind: str) -> str:
     return f"{models_prefix(kind)}current.json"
 
 
+REVIEW_THRESHOLDS = "review-thresholds.json"
+
+
+def review_thresholds_key(version: str) -> str:
+    """`models/facets/<version>/review-thresholds.json`: the per-class thresholds of the
+    suspicious-label ranking on this model's out-of-sample predictions (the round's full
+    review writes them; the reviews after an ingest's inference rank their few images with
+    them)."""
+    return model_prefix("facets", version) + REVIEW_THRESHOLDS
+
+
+def review_thresholds_pattern() -> str:
+    """Every model's review thresholds, as an IAM resource pattern (`*` for the version)."""
+    return f"{MODELS_PREFIX}facets/*/{REVIEW_THRESHOLDS}"
+
+
 def reinfer_marker_key(kind: str, version: str, embedder: str | None = None) -> str:
     """`models/<kind>/<version>/reinfer.json`: the catalog was re-inferred with this version;
     `.../reinfer-similarity-<embedder>.json` when a similarity embedder is current too, so a

@@ -440,6 +440,11 @@ class Workforce(ABC):
     def finish(self, task: RelabelTask) -> None:
         """The task is decided: pay for the answers, stop offering it."""
 
+    def task_price_usd(self, assignments: int) -> Decimal | None:
+        """What a task asking `assignments` answers costs (`review --budget-usd` turns money
+        into tasks with it), or None where the workforce sets no price (staff, simulated)."""
+        return None
+
     def exclude_workers(self, worker_ids: Sequence[str]) -> bool:
         """Keep these workers out of new tasks. True when the provider enforces it (MTurk, with
         a qualification); False (the default) when it cannot, and people must act on the

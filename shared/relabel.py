@@ -2,13 +2,19 @@
 
 Plain functions over the ports, shared by the review and collect Lambdas and the CLI.
 
-- `find_suspicious`: confident-learning ranking (shared/suspicious.py) of the catalog labels the
-  model confidently disagrees with. It needs OUT-OF-SAMPLE probabilities: a test image's come
-  from the model itself (it never trained on the test split); a train image's from the
-  cross-validated predictions the training job stores under `oof_version(version)` (each from
-  the fold model that did not see that image's product). Images without them are skipped.
-  Only catalog labels are reviewed: a label that staff or the crowd already set was decided by
-  people.
+- `review_labels` (and `find_suspicious`, its list): confident-learning ranking
+  (shared/suspicious.py) of the catalog labels the model confidently disagrees with, the
+  likeliest mistakes first across facets (self-confidence over the class threshold), cut at a
+  task budget. It needs OUT-OF-SAMPLE probabilities: a test image's come from the model itself
+  (it never trained on the test split); a train image's from the cross-validated predictions
+  the training job stores under `oof_version(version)` (each from the fold model that did not
+  see that image's product). Images without them are not judged, and `Review` counts them so
+  that callers say so. Only catalog labels are flagged: a label that staff or the crowd set or
+  confirmed was decided by people (it still counts in the thresholds). Over a few images (what
+  one inference job tagged) it reads only those, with the thresholds the model's whole-catalog
+  review stored.
+- `loop_converged`: the rounds stop once a round changed fewer than
+  DRESSVISION_LOOP_MIN_CHANGES labels.
 - `publish_tasks`: one task per (image, facet, label version), so a re-run publishes nothing
   twice; stops at the workforce's budget.
 - `collect`: fetch answers, aggregate every facet's votes with Dawid-Skene (worker reliability
@@ -31,6 +37,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import numpy as np
 
@@ -41,13 +48,20 @@ from shared.aggregation import (
     decide,
     summarize_workers,
 )
-from shared.errors import BudgetExceededError, ConflictError, NotFoundError
+from shared.env import LOOP_MIN_CHANGES
+from shared.errors import BudgetExceededError, ConfigurationError, ConflictError, NotFoundError
 from shared.image_links import image_link
-from shared.keys import SNAPSHOT_PREFIX, TRAIN_REQUEST_KEY, snapshot_id_of
+from shared.keys import (
+    SNAPSHOT_PREFIX,
+    TRAIN_REQUEST_KEY,
+    review_thresholds_key,
+    snapshot_id_of,
+)
+from shared.messages import ManifestEntry
 from shared.ports import Ports, WorkerRecord, Workforce
 from shared.records import ImageStatus, LabelRecord, LabelSource
 from shared.registry import parse_stamp
-from shared.suspicious import rank_suspicious
+from shared.suspicious import per_class_thresholds, rank_suspicious
 from shared.tasks import RelabelTask, Vote
 from shared.training import training_request
 
@@ -72,7 +86,9 @@ class SuspiciousLabel:
     label: str
     suggested: str
     confidence: float  # the model's probability of `suggested`
-    margin: float  # p(suggested) - p(label): the ranking key
+    margin: float  # p(suggested) - p(label)
+    self_confidence: float = 0.0  # p(label): low = likely wrong
+    score: float = 0.0  # p(label) / the label's class threshold: the ranking key, ascending
 
     def to_json(self) -> dict:
         return {
@@ -84,10 +100,41 @@ class SuspiciousLabel:
         }
 
 
+@dataclass
+class Review:
+    """One ranking: the suspects in spending order (across facets), and what it could not see.
+
+    labelled: usable images with a label of a reviewed facet; without_predictions: how many of
+    those have no out-of-sample prediction of this model (a model trained with `--oof-folds 0`
+    has none for the train split), so their labels were NOT judged."""
+
+    model_version: str
+    suspects: list[SuspiciousLabel]
+    labelled: int = 0
+    without_predictions: int = 0
+
+    def coverage_warning(self) -> str | None:
+        if not self.without_predictions:
+            return None
+        return (
+            f"{self.without_predictions} of {self.labelled} labelled images have no "
+            f"out-of-sample prediction of model {self.model_version} and were not reviewed: "
+            "train with --oof-folds 2 or more (the default) to review the train split"
+        )
+
+    def coverage_json(self) -> dict:
+        return {"labelled": self.labelled, "without_predictions": self.without_predictions}
+
+
+def _probs_of(prediction) -> dict[str, list[float]]:
+    return {f: p.probs for f, p in prediction.facets.items()}
+
+
 def _out_of_sample_probs(
     ports: Ports, model_version: str, records: list[LabelRecord]
 ) -> dict[str, dict[str, list[float]]]:
-    """image id -> facet -> probability vector, from predictions no model trained on."""
+    """image id -> facet -> probability vector, from predictions no model trained on
+    (the whole model version: two reads of the prediction store, no per-image lookups)."""
     test = {p.image_id: p for p in ports.predictions.for_model(model_version)}
     oof = {p.image_id: p for p in ports.predictions.for_model(oof_version(model_version))}
     probs: dict[str, dict[str, list[float]]] = {}
@@ -95,53 +142,161 @@ def _out_of_sample_probs(
         source = test if record.split == "test" else oof
         prediction = source.get(record.image_id)
         if prediction is not None:
-            probs[record.image_id] = {f: p.probs for f, p in prediction.facets.items()}
+            probs[record.image_id] = _probs_of(prediction)
     return probs
 
 
-def find_suspicious(
-    ports: Ports, model_version: str, *, facet: str | None = None, limit: int | None = None
-) -> list[SuspiciousLabel]:
-    """Labels the model confidently disagrees with, most confident first."""
+def _few_out_of_sample_probs(
+    ports: Ports, model_version: str, records: list[LabelRecord]
+) -> dict[str, dict[str, list[float]]]:
+    """The same for a few images: one prediction read each."""
+    probs = {}
+    for record in records:
+        version = model_version if record.split == "test" else oof_version(model_version)
+        prediction = ports.predictions.get(record.image_id, version)
+        if prediction is not None:
+            probs[record.image_id] = _probs_of(prediction)
+    return probs
+
+
+def _load_thresholds(ports: Ports, model_version: str) -> dict[str, list[float]] | None:
+    try:
+        body = ports.artifacts.get(review_thresholds_key(model_version)).body
+    except NotFoundError:
+        return None
+    return {f: [float(v) for v in t] for f, t in json.loads(body)["thresholds"].items()}
+
+
+def _store_thresholds(ports: Ports, model_version: str, thresholds: dict[str, np.ndarray]) -> None:
+    known = _load_thresholds(ports, model_version) or {}
+    known.update(
+        {f: [float(v) if np.isfinite(v) else None for v in t] for f, t in thresholds.items()}
+    )
+    body = json.dumps({"model_version": model_version, "thresholds": known}).encode()
+    ports.artifacts.put(review_thresholds_key(model_version), body, content_type="application/json")
+
+
+def review_labels(
+    ports: Ports,
+    model_version: str,
+    *,
+    facet: str | None = None,
+    image_ids: list[str] | None = None,
+    budget_tasks: int | None = None,
+    store_thresholds: bool = False,
+) -> Review:
+    """Rank the catalog labels this model confidently disagrees with, across facets, the
+    likeliest mistakes first; keep the first `budget_tasks`.
+
+    Whole catalog (image_ids None): one scan of the labels and two reads of the model's
+    predictions; with `store_thresholds` (the review Lambda's rounds: the web app and the CLI
+    only read), the per-class thresholds are stored with the model (`review_thresholds_key`).
+    A few images (the ones an inference job just tagged): only their labels and predictions
+    are read, and ranked with the stored thresholds of the model's whole distribution (the
+    thresholds are a mean over thousands of labels: a few new images would not move them);
+    without stored thresholds, the whole catalog is read once to compute them.
+
+    Only catalog labels are flagged: a label people set or confirmed (a decided task leaves
+    source crowd or staff on it) is theirs, and one with an open or escalated task is being
+    decided; both still count in the thresholds.
+    """
     taxonomy = ports.taxonomy
     facets = [facet] if facet else list(taxonomy.facet_names)
     for name in facets:
         taxonomy.labels(name)  # an unknown facet is an error naming the known ones
-    usable = [r for r in ports.labels.scan() if r.status == ImageStatus.OK]  # one scan
-    probs = _out_of_sample_probs(ports, model_version, usable)
-    records = {r.image_id: r for r in usable}
-    open_pairs = {(t.image_id, t.facet) for t in ports.tasks.list("open")}
-    suspects: list[SuspiciousLabel] = []
+    if budget_tasks is not None and budget_tasks < 0:
+        raise ValueError(f"the task budget must be >= 0, got {budget_tasks}")
+    stored = _load_thresholds(ports, model_version) if image_ids is not None else None
+    if image_ids is not None and stored is not None:
+        records = [r for i in sorted(set(image_ids)) if (r := ports.labels.get(i)) is not None]
+        usable = [r for r in records if r.status == ImageStatus.OK]
+        probs = _few_out_of_sample_probs(ports, model_version, usable)
+        # A facet the whole review found no predictions for has no thresholds: skipped.
+        facets = [f for f in facets if f in stored]
+        thresholds = {f: np.array([np.inf if v is None else v for v in stored[f]]) for f in facets}
+    else:
+        usable = [r for r in ports.labels.scan() if r.status == ImageStatus.OK]  # one scan
+        probs = _out_of_sample_probs(ports, model_version, usable)
+        thresholds = {}
+    busy = {(t.image_id, t.facet) for s in ("open", "escalated") for t in ports.tasks.list(s)}
+    wanted = set(image_ids) if image_ids is not None else None
+    labelled = {r.image_id for r in usable if any(r.facets.get(f) for f in facets)}
+    if wanted is not None:
+        labelled &= wanted
+    review = Review(
+        model_version=model_version,
+        suspects=[],
+        labelled=len(labelled),
+        without_predictions=sum(1 for i in labelled if i not in probs),
+    )
+    computed = {}
     for name in facets:
         labels = taxonomy.labels(name)
         rows = [
-            (image_id, record.facets[name], probs[image_id][name])
-            for image_id, record in sorted(records.items())
-            if record.facets.get(name) is not None
-            and record.sources.get(name, LabelSource.CATALOG) == LabelSource.CATALOG
-            and name in probs.get(image_id, {})
-            and len(probs[image_id][name]) == len(labels)
+            r
+            for r in sorted(usable, key=lambda r: r.image_id)
+            if r.facets.get(name) is not None
+            and r.facets[name] in labels
+            and len(probs.get(r.image_id, {}).get(name, ())) == len(labels)
         ]
         if not rows:
             continue
-        given = np.array([taxonomy.index(name, label) for _, label, _ in rows])
-        matrix = np.array([p for _, _, p in rows], dtype=np.float64)
-        ids = [image_id for image_id, _, _ in rows]
-        for s in rank_suspicious(given, matrix, ids=ids):
-            if (s.item_id, name) in open_pairs:
-                continue
-            suspects.append(
+        given = np.array([taxonomy.index(name, r.facets[name]) for r in rows])
+        matrix = np.array([probs[r.image_id][name] for r in rows], dtype=np.float64)
+        if name not in thresholds:
+            thresholds[name] = computed[name] = per_class_thresholds(given, matrix)
+        reviewable = np.array(
+            [
+                r.sources.get(name, LabelSource.CATALOG) == LabelSource.CATALOG
+                and (r.image_id, name) not in busy
+                and (wanted is None or r.image_id in wanted)
+                for r in rows
+            ]
+        )
+        for s in rank_suspicious(
+            given,
+            matrix,
+            ids=[r.image_id for r in rows],
+            reviewable=reviewable,
+            thresholds=thresholds[name],
+        ):
+            review.suspects.append(
                 SuspiciousLabel(
                     image_id=str(s.item_id),
                     facet=name,
                     label=labels[s.given],
                     suggested=labels[s.suggested],
-                    confidence=float(s.confidence),
-                    margin=float(s.margin),
+                    confidence=s.confidence,
+                    margin=s.margin,
+                    self_confidence=s.self_confidence,
+                    score=s.score,
                 )
             )
-    suspects.sort(key=lambda s: (-s.margin, s.image_id, s.facet))
-    return suspects[:limit] if limit is not None else suspects
+    if computed and store_thresholds:
+        _store_thresholds(ports, model_version, computed)
+    review.suspects.sort(key=lambda s: (s.score, s.image_id, s.facet))
+    if budget_tasks is not None:
+        review.suspects = review.suspects[:budget_tasks]
+    return review
+
+
+def find_suspicious(
+    ports: Ports, model_version: str, *, facet: str | None = None, limit: int | None = None
+) -> list[SuspiciousLabel]:
+    """Labels the model confidently disagrees with, the likeliest mistakes first
+    (`review_labels` over the whole catalog)."""
+    return review_labels(ports, model_version, facet=facet, budget_tasks=limit).suspects
+
+
+def tasks_within_budget(workforce: Workforce, usd: Decimal, *, assignments: int) -> int:
+    """How many tasks of `assignments` answers `usd` buys from this workforce."""
+    price = workforce.task_price_usd(assignments)
+    if price is None or price <= 0:
+        raise ConfigurationError(
+            f"the {workforce.name} workforce sets no price per task: give the budget in tasks "
+            "(--budget-tasks) instead of money"
+        )
+    return int(usd // price)
 
 
 def image_url(ports: Ports, workforce: Workforce, record: LabelRecord) -> str:
@@ -583,6 +738,26 @@ def _last_training_start(ports: Ports) -> datetime | None:
     except NotFoundError:
         pass
     return max(stamps) if stamps else None
+
+
+def loop_converged(ports: Ports) -> str | None:
+    """Why the relabel loop stops here, or None to run another round: the round that led to
+    the current training changed fewer labels than DRESSVISION_LOOP_MIN_CHANGES. Before any
+    retraining by the loop (a first training), a round always runs."""
+    try:
+        request = json.loads(ports.artifacts.get(TRAIN_REQUEST_KEY).body)
+    except NotFoundError:
+        return None
+    changed, minimum = int(request.get("changed", 0)), ports.settings.loop_min_changes
+    if changed >= minimum:
+        return None
+    return f"converged: the last round changed {changed} labels (< {minimum}, {LOOP_MIN_CHANGES})"
+
+
+def manifest_image_ids(ports: Ports, manifest_key: str) -> list[str]:
+    """The images of an inference manifest (JSON lines of `ManifestEntry`)."""
+    body = ports.artifacts.get(manifest_key).body.decode()
+    return [ManifestEntry.model_validate_json(line).image_id for line in body.splitlines() if line]
 
 
 def changes_since_last_training(ports: Ports) -> int:

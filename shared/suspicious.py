@@ -5,7 +5,14 @@ Northcutt, Jiang & Chuang, "Confident Learning: Estimating Uncertainty in Datase
 examples labelled j. An example's "confident" class is the most probable class among those whose
 probability reaches their own threshold (the confident joint's rule); the example is suspicious
 when that class exists and is not its given label. This is cleanlab's
-`find_label_issues(filter_by="confident_learning")`, without its calibration step.
+`find_label_issues(filter_by="confident_learning")`, without its calibration step
+(tests/shared/test_suspicious.py checks the flagged set against cleanlab itself).
+
+The order: the flagged set sorted by self-confidence p(given | x), lowest first (cleanlab's
+`rank_by_self_confidence`), which puts real flips ahead of the margin order. To spend one
+budget across facets with different numbers of classes, the self-confidence is divided by the
+given class's threshold (`Suspect.score`): "how far below what this model usually gives a
+right label of this class", comparable across facets.
 
 The probabilities MUST be out-of-sample: an image's row comes from a model that did not train on
 it (cross-validated folds for the train split). A model scores its own training labels as right,
@@ -31,8 +38,9 @@ class Suspect:
     """One label the model confidently disagrees with.
 
     confidence: the model's probability of the suggested label, p(suggested | x), in [0, 1]:
-    what people read ("the model says sheath at 0.93"). margin: p(suggested) - p(given), in
-    (0, 1], what the ranking sorts on.
+    what people read ("the model says sheath at 0.93"). margin: p(suggested) - p(given).
+    self_confidence: p(given | x). score: self_confidence / t_given, what the ranking sorts
+    on (ascending: the likeliest mistakes first, comparable across facets).
     """
 
     index: int  # row in the input arrays
@@ -41,6 +49,8 @@ class Suspect:
     suggested: int
     confidence: float
     margin: float
+    self_confidence: float = 0.0
+    score: float = 0.0
 
 
 def _check_inputs(given: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,34 +91,62 @@ def per_class_thresholds(given: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return thresholds
 
 
+ORDERS = ("self_confidence", "margin")
+
+
 def rank_suspicious(
     given: np.ndarray,
     probs: np.ndarray,
     *,
     ids: Sequence[Hashable] | None = None,
     limit: int | None = None,
+    reviewable: np.ndarray | None = None,
+    thresholds: np.ndarray | None = None,
+    order_by: str = "self_confidence",
 ) -> list[Suspect]:
-    """The suspicious labels of one facet, the surest first.
+    """The suspicious labels of one facet, the likeliest mistakes first.
 
     given: (N,) int label indices, -1 = unknown (skipped); probs: (N, K) OUT-OF-SAMPLE predicted
     probabilities; ids: optional (N,) ids copied into `Suspect.item_id`; limit: keep the top ones.
-    Ranked by margin p(suggested) - p(given), descending; ties keep input order.
+    reviewable: optional (N,) bool: rows that may be flagged (the others, e.g. labels people
+    already confirmed, still count in the thresholds). thresholds: (K,) per-class thresholds
+    computed earlier on the whole distribution (`per_class_thresholds`), for ranking a few new
+    rows without reading everything again; default: computed from these rows.
+    order_by: "self_confidence" (default: `Suspect.score` ascending) or "margin" (descending,
+    the former order); ties keep input order.
     """
     given, probs = _check_inputs(given, probs)
     if ids is not None and len(ids) != len(given):
         raise ValueError(f"ids must have one entry per row of probs ({len(given)}), got {len(ids)}")
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0 or None for all, got {limit}")
-    thresholds = per_class_thresholds(given, probs)
+    if order_by not in ORDERS:
+        raise ValueError(f"order_by must be one of {', '.join(ORDERS)}, got {order_by!r}")
+    if thresholds is None:
+        thresholds = per_class_thresholds(given, probs)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    if thresholds.shape != (probs.shape[1],):
+        raise ValueError(f"thresholds must be ({probs.shape[1]},), got {thresholds.shape}")
     passing = probs >= thresholds - _THRESHOLD_TOLERANCE
     confident_class = np.where(passing, probs, -1.0).argmax(axis=1)
     rows = np.arange(len(given))
     flagged = (given != UNKNOWN) & passing.any(axis=1) & (confident_class != given)
+    if reviewable is not None:
+        flagged &= np.asarray(reviewable, dtype=bool)
     index = rows[flagged]
     suggested = confident_class[flagged]
     confidence = probs[index, suggested]
-    margin = confidence - probs[index, given[flagged]]
-    order = np.argsort(-margin, kind="stable")[:limit]
+    self_confidence = probs[index, given[flagged]]
+    margin = confidence - self_confidence
+    given_threshold = thresholds[given[flagged]]
+    score = np.divide(
+        self_confidence,
+        given_threshold,
+        out=np.zeros_like(self_confidence),
+        where=np.isfinite(given_threshold) & (given_threshold > 0),
+    )
+    key = score if order_by == "self_confidence" else -margin
+    order = np.argsort(key, kind="stable")[:limit]
     return [
         Suspect(
             index=int(index[o]),
@@ -117,6 +155,8 @@ def rank_suspicious(
             suggested=int(suggested[o]),
             confidence=float(confidence[o]),
             margin=float(margin[o]),
+            self_confidence=float(self_confidence[o]),
+            score=float(score[o]),
         )
         for o in order
     ]

@@ -38,6 +38,7 @@ from shared.keys import (
     SNAPSHOT_PREFIX,
     TRAIN_REQUEST_KEY,
     reinfer_markers_pattern,
+    review_thresholds_pattern,
 )
 
 INGEST_TIMEOUT = Duration.minutes(3)  # a batch of 50 photos: HEAD + GET + decode check each
@@ -229,6 +230,9 @@ class DressvisionStack(Stack):
         review.table(tables.labels)
         review.table(tables.predictions)  # by_model: the model's out-of-sample predictions
         review.table(tables.tasks, write=True)
+        review.objects(artifacts, MANIFEST_PREFIX, read=True)  # the photos a job tagged
+        review.keys(artifacts, TRAIN_REQUEST_KEY, read=True)  # what the last round changed
+        review.keys(artifacts, review_thresholds_pattern(), write=True)  # the round's thresholds
 
         collect = RoleGrants(loop.collect.role)
         collect.table(tables.tasks, write=True)

@@ -19,7 +19,8 @@ def register(commands) -> None:
             "Generate a small synthetic catalog with some wrong labels, import it through the "
             "ingest handler (twice: a redelivery changes nothing), train the dress locator and "
             "the facet model, tag a few photos, rank the suspicious labels, let a simulated "
-            "crowd relabel them, and show the label error rate before and after. Small and "
+            "crowd relabel them in rounds (retraining between them), and show the label error "
+            "rate before and after. Small and "
             "quick on purpose: see bench/ for the real figures."
         ),
     )
@@ -32,7 +33,9 @@ def register(commands) -> None:
     parser.set_defaults(func=run)
 
 
-DEMO_REVIEW_LIMIT = 40  # tasks sent to the simulated crowd
+DEMO_REVIEW_LIMIT = 40  # tasks sent to the simulated crowd per round
+DEMO_ROUNDS = 2  # the short version of the cycle: two rounds, one retraining between them
+DEMO_MIN_CHANGES = 3  # a round that changed fewer labels ends the cycle
 
 
 def _heading(text: str) -> None:
@@ -106,7 +109,7 @@ def _train_tag_and_relabel(runtime: LocalRuntime, catalog: Path, args, interacti
     from local.commands.tag import tag_paths
     from shared.backends import build_workforce
     from shared.registry import ModelRegistry
-    from shared.relabel import collect, find_suspicious, publish_tasks
+    from shared.relabel import collect, publish_tasks, review_labels
 
     ports = runtime.ports
     _heading(
@@ -148,36 +151,47 @@ def _train_tag_and_relabel(runtime: LocalRuntime, catalog: Path, args, interacti
         )
         print(f"  {Path(entry['path']).relative_to(catalog)}: {shown}")
 
-    _heading("7. Suspicious labels -> a simulated crowd -> corrected labels")
+    _heading("7. Rounds: suspicious labels -> a simulated crowd -> corrected labels -> retrain")
     truth = catalog / "labels_true.csv"
     before = label_errors(runtime, truth)
-    suspects = find_suspicious(ports, result.version, limit=DEMO_REVIEW_LIMIT)
-    for s in suspects[:5]:
-        print(
-            f"  {s.image_id:<10} {s.facet:<10} {s.label:>14} -> {s.suggested:<14} "
-            f"confidence {s.confidence:.2f}"
-        )
     crowd = build_workforce(
         replace(runtime.settings, workforce="simulated", simulated_truth=str(truth)), ports
     )
-    published = publish_tasks(ports, crowd, suspects, max_assignments=3)
-    print(
-        f"{len(suspects)} suspicious labels; {published.published} tasks sent to simulated "
-        "workers (some of them spammers)"
-    )
-    rounds = 0
-    while True:
-        summary = collect(ports, crowd)
-        rounds += 1
-        if not summary.asked_more or rounds >= 5:
+    version = result.version
+    for number in range(1, DEMO_ROUNDS + 1):
+        review = review_labels(ports, version, budget_tasks=DEMO_REVIEW_LIMIT)
+        if number == 1:
+            for s in review.suspects[:3]:
+                print(
+                    f"  {s.image_id:<10} {s.facet:<10} {s.label:>14} -> {s.suggested:<14} "
+                    f"p(label) {s.self_confidence:.2f}"
+                )
+        if warning := review.coverage_warning():
+            print(f"  warning: {warning}")
+        published = publish_tasks(ports, crowd, review.suspects, max_assignments=3)
+        ids = set(published.task_ids)
+        for _ in range(5):  # undecided tasks ask for more answers
+            if not collect(ports, crowd).asked_more:
+                break
+        tasks = [t for t in ports.tasks.list() if t.task_id in ids]
+        changed = sum(t.status == "decided" and t.outcome != t.current_label for t in tasks)
+        errors = label_errors(runtime, truth)[0]
+        print(
+            f"round {number} (model {version}): {len(tasks)} tasks, "
+            f"{sum(len(t.votes) for t in tasks)} answers, {changed} labels changed, "
+            f"{sum(t.status == 'escalated' for t in tasks)} escalated to staff; "
+            f"{errors} wrong labels left"
+        )
+        if changed < DEMO_MIN_CHANGES or number == DEMO_ROUNDS:
             break
-    tasks = list(ports.tasks.list())
-    decided = sum(t.status == "decided" for t in tasks)
-    changed = sum(t.status == "decided" and t.outcome != t.current_label for t in tasks)
-    print(
-        f"{decided} tasks decided by Dawid-Skene ({changed} labels changed), "
-        f"{sum(t.status == 'escalated' for t in tasks)} escalated to staff"
-    )
+        # What collect's retraining does (the demo's short recipe): the next round ranks the
+        # corrected catalog with the new model's out-of-fold predictions.
+        version = train(
+            default_args(
+                epochs=args.epochs, image_size=96, oof_folds=2, locator="current", force=True
+            ),
+            ports,
+        ).version
     workers = list(ports.tasks.workers(crowd.name))
     spammers = sorted(w.worker_id for w in workers if w.likely_spammer)
     print(

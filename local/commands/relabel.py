@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import replace
+from decimal import Decimal
 
 from local.runtime import LocalRuntime
 from shared.backends import build_workforce
 from shared.env import WORKFORCES
-from shared.errors import ConfigurationError
+from shared.errors import ConfigurationError, UsageError
 from shared.inference import current_model_version
 from shared.relabel import (
     CollectSummary,
     answer_as_staff,
     collect,
-    find_suspicious,
     publish_tasks,
+    review_labels,
+    tasks_within_budget,
 )
 
 
@@ -47,6 +49,21 @@ def register(commands) -> None:
         ),
     )
     review.add_argument("--limit", type=int, default=None, help="at most N labels")
+    review.add_argument(
+        "--budget-tasks",
+        type=int,
+        default=None,
+        metavar="N",
+        help="spend at most N tasks, on the labels most likely wrong across all facets",
+    )
+    review.add_argument(
+        "--budget-usd",
+        type=Decimal,
+        default=None,
+        metavar="X",
+        help="spend at most X dollars at the workforce's price per task "
+        "($DRESSVISION_MAX_ASSIGNMENTS answers each; MTurk: reward plus fee)",
+    )
     review.add_argument("--facet", default=None, help="only this facet")
     review.add_argument(
         "--model-version", default=None, metavar="V", help="model version (default: current)"
@@ -57,7 +74,9 @@ def register(commands) -> None:
         action="store_true",
         help='print [{"image_id", "facet", "label", "suggested", "confidence"}]; with '
         '--publish, {"suspicious": [...], "published", "skipped", "budget_exhausted", '
-        '"budget_left_usd"} (null budget for workforces without one)',
+        '"budget_left_usd", "labelled", "without_predictions"} (null budget for workforces '
+        "without one; without_predictions: labelled images the model has no out-of-sample "
+        "prediction for, never reviewed)",
     )
     _workforce_options(review)
     review.set_defaults(func=run_review)
@@ -116,7 +135,11 @@ def run_review(args) -> int:
     version = args.model_version or current_model_version(runtime.ports)
     if version is None:
         raise ConfigurationError("no facet model yet: run `dressvision train` first")
-    suspects = find_suspicious(runtime.ports, version, facet=args.facet, limit=args.limit)
+    budget = _task_budget(args, runtime)
+    review = review_labels(runtime.ports, version, facet=args.facet, budget_tasks=budget)
+    if warning := review.coverage_warning():
+        print(f"warning: {warning}", file=sys.stderr)
+    suspects = review.suspects
     if args.json and not args.publish:
         print(json.dumps([s.to_json() for s in suspects]))
         return 0
@@ -133,7 +156,9 @@ def run_review(args) -> int:
             runtime.ports, workforce, suspects, max_assignments=runtime.settings.max_assignments
         )
         if args.json:
-            print(json.dumps(publish_json(suspects, summary, workforce)))
+            print(
+                json.dumps({**publish_json(suspects, summary, workforce), **review.coverage_json()})
+            )
         else:
             print(
                 f"published {summary.published} tasks to {workforce.name} "
@@ -141,6 +166,20 @@ def run_review(args) -> int:
                 + ("; stopped at the budget cap" if summary.budget_exhausted else "")
             )
     return 0
+
+
+def _task_budget(args, runtime) -> int | None:
+    """The tasks review may spend: --limit, --budget-tasks and --budget-usd, the smallest."""
+    budgets = [b for b in (args.limit, args.budget_tasks) if b is not None]
+    if any(b < 0 for b in budgets):
+        raise UsageError("--limit and --budget-tasks must be >= 0")
+    if args.budget_usd is not None:
+        if args.budget_usd < 0:
+            raise UsageError("--budget-usd must be >= 0")
+        _, workforce = _runtime_and_workforce(args)
+        assignments = runtime.settings.max_assignments
+        budgets.append(tasks_within_budget(workforce, args.budget_usd, assignments=assignments))
+    return min(budgets) if budgets else None
 
 
 def publish_json(suspects, summary, workforce) -> dict:

@@ -382,6 +382,10 @@ class MTurkWorkforce(Workforce):
             )
         return True
 
+    def task_price_usd(self, assignments: int) -> Decimal:
+        """Rewards plus MTurk's fee for `assignments` answers."""
+        return assignment_cost(self.hit_type.reward_usd, assignments)
+
     def budget_left_usd(self) -> Decimal:
         """What is left of the budget cap (`review --publish --json` reports it)."""
         return self.budget_usd - self._spent_so_far()

@@ -280,7 +280,8 @@ def test_each_loop_lambda_writes_only_its_own_keys(cfn, synth):
         f"{artifacts}/models/*/reinfer*.json",  # reinfer.json, and reinfer-similarity-<v>.json
     }
     assert _s3_writes(cfn, synth, COLLECT) == {f"{artifacts}/loop/train-requested.json"}
-    assert _s3_writes(cfn, synth, REVIEW) == set()
+    # The round's whole-catalog review stores the model's thresholds for the upload reviews.
+    assert _s3_writes(cfn, synth, REVIEW) == {f"{artifacts}/models/facets/*/review-thresholds.json"}
     for handler in (BATCH_EVENTS, REVIEW, COLLECT):
         for statement in cfn.statements_of_roles(synth, {cfn.role_of(synth, handler)}):
             assert not [a for a in cfn.write_actions(statement) if a.startswith("s3:Delete")], (

@@ -58,6 +58,8 @@ def test_review_publish_json_has_the_publish_summary(cli, home, capsys):
         "skipped",
         "budget_exhausted",
         "budget_left_usd",
+        "labelled",  # issue 13: what the review could not judge, added keys only
+        "without_predictions",
     }
     assert len(summary["suspicious"]) == 2 and summary["published"] == 2
     assert summary["skipped"] == 0 and summary["budget_left_usd"] is None

@@ -46,3 +46,34 @@ def test_simulated_crowd_fixes_the_labels(cli, home, capsys):
 def test_review_before_any_model_says_what_to_do(tmp_path, capsys):
     assert main(["--home", str(tmp_path), "review", "--json"]) == 1
     assert "dressvision train" in capsys.readouterr().err
+
+
+def test_review_spends_a_task_budget_and_says_what_it_could_not_see(cli, home, capsys):
+    code, out, err = cli(capsys, home, "review", "--json", "--budget-tasks", "1")
+    assert code == 0 and len(json.loads(out)) == 1 and "warning" not in err
+    code, out, _ = cli(
+        capsys,
+        home,
+        "review",
+        "--publish",
+        "--json",
+        "--budget-tasks",
+        "1",
+        "--workforce",
+        "internal",
+    )
+    published = json.loads(out)
+    assert published["published"] == 1
+    assert (published["labelled"], published["without_predictions"]) == (20, 0)
+    # A model with no out-of-sample predictions: nothing judged, and it says so.
+    code, out, err = cli(capsys, home, "review", "--json", "--model-version", "v9")
+    assert code == 0 and json.loads(out) == []
+    assert "20 of 20 labelled images have no out-of-sample prediction" in err
+    assert "--oof-folds" in err
+
+
+def test_a_money_budget_needs_a_workforce_with_a_price(cli, home, capsys):
+    code, _, err = cli(capsys, home, "review", "--budget-usd", "5", "--workforce", "internal")
+    assert code == 1 and "--budget-tasks" in err
+    code, _, err = cli(capsys, home, "review", "--budget-tasks", "-1")
+    assert code == 2 and ">= 0" in err

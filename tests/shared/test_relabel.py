@@ -7,14 +7,17 @@ from dataclasses import replace
 import pytest
 
 from shared.errors import ConflictError
-from shared.keys import snapshot_key
+from shared.keys import review_thresholds_key, snapshot_key
 from shared.records import LabelSource
 from shared.relabel import (
     answer_as_staff,
     collect,
     find_suspicious,
     maybe_retrain,
+    oof_version,
     publish_tasks,
+    review_labels,
+    tasks_within_budget,
 )
 
 
@@ -33,13 +36,107 @@ def test_suspicious_labels_are_the_flipped_ones_with_the_true_label_suggested(
     for s in suspects:
         assert s.suggested == case.true_label(int(s.image_id.split("/")[0][1:]))
         assert s.facet == case.facet and 0 < s.confidence <= 1
-    margins = [s.margin for s in suspects]
-    assert margins == sorted(margins, reverse=True)
+    scores = [s.score for s in suspects]  # the likeliest mistakes first
+    assert scores == sorted(scores)
     assert len(find_suspicious(ports, "v1", limit=2)) == 2
 
 
-def test_images_without_out_of_sample_predictions_are_not_reviewed(ports):
+def test_images_without_out_of_sample_predictions_are_not_reviewed_and_it_says_so(ports):
     assert find_suspicious(ports, "v2") == []
+    review = review_labels(ports, "v2")
+    assert review.without_predictions == review.labelled == 60
+    assert "60 of 60 labelled images" in review.coverage_warning()
+    assert review_labels(ports, "v1").coverage_warning() is None
+    # A model without out-of-fold predictions: only the test split can be judged.
+    for p in list(ports.predictions.for_model("v1")):
+        ports.predictions.put(p.model_copy(update={"model_version": "v3"}))
+    partial = review_labels(ports, "v3")
+    assert partial.without_predictions == 45 and partial.labelled == 60
+    assert "45 of 60" in partial.coverage_warning()
+    assert oof_version("v3") not in {p.model_version for p in ports.predictions.for_model("v3")}
+
+
+def test_labels_people_confirmed_are_not_asked_again_but_count_in_thresholds(
+    flipped_necklines, ports
+):
+    first = find_suspicious(ports, "v1")
+    confirmed = first[0]
+    record = ports.labels.get(confirmed.image_id)
+    ports.labels.update_label(  # what collect does when the crowd keeps the label
+        record.image_id,
+        confirmed.facet,
+        confirmed.label,
+        source=LabelSource.CROWD,
+        expected_version=record.version,
+        evidence={"task_id": "t"},
+    )
+    again = find_suspicious(ports, "v1")
+    assert [s.image_id for s in again] == [s.image_id for s in first[1:]]
+    assert [s.score for s in again] == pytest.approx([s.score for s in first[1:]])
+
+
+def test_the_task_budget_takes_the_likeliest_mistakes_first(ports):
+    everything = find_suspicious(ports, "v1")
+    budget = review_labels(ports, "v1", budget_tasks=2).suspects
+    assert budget == everything[:2]
+    # Readers (the web app, the CLI) store nothing: only the review Lambda's rounds do.
+    assert not ports.artifacts.exists(review_thresholds_key("v1"))
+    with pytest.raises(ValueError, match="budget"):
+        review_labels(ports, "v1", budget_tasks=-1)
+
+
+def test_a_money_budget_buys_tasks_at_the_workforce_price(crowd):
+    from decimal import Decimal
+
+    from shared.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="--budget-tasks"):
+        tasks_within_budget(crowd, Decimal("5"), assignments=3)
+
+    class Priced:
+        name = "priced"
+
+        def task_price_usd(self, assignments):
+            return Decimal("0.06") * assignments
+
+    assert tasks_within_budget(Priced(), Decimal("1.00"), assignments=3) == 5  # 0.18 each
+
+
+class CountingReads:
+    """A store wrapper that counts the items it hands out."""
+
+    def __init__(self, inner):
+        self.inner, self.items = inner, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def get(self, *args):
+        self.items += 1
+        return self.inner.get(*args)
+
+    def scan(self, *args, **kwargs):
+        for item in self.inner.scan(*args, **kwargs):
+            self.items += 1
+            yield item
+
+    def for_model(self, *args):
+        for item in self.inner.for_model(*args):
+            self.items += 1
+            yield item
+
+
+def test_a_review_of_a_few_tagged_images_reads_only_them(flipped_necklines, ports):
+    whole = review_labels(ports, "v1", store_thresholds=True)  # the round's review
+    labels, predictions = CountingReads(ports.labels), CountingReads(ports.predictions)
+    counted = replace(ports, labels=labels, predictions=predictions)
+    tagged = [f"p{i}/0" for i in (*sorted(flipped_necklines.flipped)[:2], 30, 31)]
+    few = review_labels(counted, "v1", image_ids=tagged)
+    assert labels.items == 4 and predictions.items == 4  # not the 60 images of the catalog
+    assert {s.image_id for s in few.suspects} == {
+        s.image_id for s in whole.suspects if s.image_id in tagged
+    }
+    assert few.suspects and few.labelled == 4
 
 
 def test_publishing_is_idempotent(ports, crowd):

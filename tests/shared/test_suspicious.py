@@ -151,3 +151,59 @@ def test_precision_recall_accepts_ids_and_ignores_repeats():
 def test_rejects_bad_input(given, probs, kwargs, message):
     with pytest.raises(ValueError, match=message):
         rank_suspicious(given, probs, **kwargs)
+
+
+def test_the_flagged_set_is_cleanlabs_confident_learning_filter():
+    """cleanlab (dev dependency) as the oracle: the same flagged set as
+    `find_label_issues(filter_by="confident_learning")` on the same probabilities, with no
+    difference to explain (our thresholds and confident-joint rule are cleanlab's)."""
+    from cleanlab.filter import find_label_issues
+
+    for seed in range(4):
+        _, given, probs, _ = simulate_noisy_labels(seed, n=600, k=4 + seed)
+        ours = {s.index for s in rank_suspicious(given, probs)}
+        oracle = set(
+            np.flatnonzero(find_label_issues(given, probs, filter_by="confident_learning"))
+        )
+        assert ours == oracle and ours
+
+
+def test_the_likeliest_mistakes_come_first_by_self_confidence_over_the_threshold():
+    suspects = rank_suspicious(GIVEN, PROBS)
+    thresholds = per_class_thresholds(GIVEN, PROBS)
+    for s in suspects:
+        assert s.self_confidence == pytest.approx(PROBS[s.index, s.given])
+        assert s.score == pytest.approx(PROBS[s.index, s.given] / thresholds[s.given])
+    assert [s.score for s in suspects] == sorted(s.score for s in suspects)
+    # Within one given class the order is cleanlab's rank by self-confidence.
+    _, given, probs, _ = simulate_noisy_labels(seed=3)
+    ranked = [s for s in rank_suspicious(given, probs) if s.given == 0]
+    assert [s.self_confidence for s in ranked] == sorted(s.self_confidence for s in ranked)
+
+
+def test_self_confidence_order_is_at_least_as_precise_at_the_top_as_the_margin_order():
+    _, given, probs, flipped = simulate_noisy_labels(seed=1)
+    k = len(flipped) // 2
+    flips = set(flipped)
+    by_score = [s.index in flips for s in rank_suspicious(given, probs, limit=k)]
+    by_margin = [
+        s.index in flips for s in rank_suspicious(given, probs, limit=k, order_by="margin")
+    ]
+    assert np.mean(by_score) >= np.mean(by_margin)
+
+
+def test_rows_not_reviewable_count_in_thresholds_but_are_never_flagged():
+    everything = rank_suspicious(GIVEN, PROBS)
+    reviewable = np.ones(len(GIVEN), dtype=bool)
+    reviewable[2] = False  # e.g. people confirmed it
+    suspects = rank_suspicious(GIVEN, PROBS, reviewable=reviewable)
+    assert [s.index for s in suspects] == [s.index for s in everything if s.index != 2]
+    assert suspects[0].score == pytest.approx(everything[1].score)  # same thresholds
+
+
+def test_thresholds_of_the_whole_distribution_rank_a_few_new_rows():
+    thresholds = per_class_thresholds(GIVEN, PROBS)
+    few = rank_suspicious(GIVEN[[2, 3]], PROBS[[2, 3]], thresholds=thresholds, ids=["a", "b"])
+    assert [(s.item_id, s.suggested) for s in few] == [("a", 1)]
+    with pytest.raises(ValueError, match="thresholds"):
+        rank_suspicious(GIVEN, PROBS, thresholds=thresholds[:2])

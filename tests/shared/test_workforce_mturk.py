@@ -274,6 +274,13 @@ def test_cost_is_reward_plus_fee_with_mturks_minimum_fee():
     )
 
 
+def test_a_money_budget_buys_tasks_at_reward_plus_fee(client):
+    from shared.relabel import tasks_within_budget
+
+    assert workforce(client).task_price_usd(3) == Decimal("0.18")  # reward 0.05, no API call
+    assert tasks_within_budget(workforce(client), Decimal("1.00"), assignments=3) == 5
+
+
 def test_a_balance_below_the_cost_stops_before_any_hit_is_created(client, stub):
     expect_balance(stub, "0.17")  # 3 assignments cost 0.18
 
