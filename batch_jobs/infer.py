@@ -30,9 +30,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from batch_jobs.facets.data import LOAD_ERRORS, Skipped, chunks, decode_ahead, read_image
+from batch_jobs.facets.data import (
+    LOAD_ERRORS,
+    Skipped,
+    chunks,
+    decode_ahead,
+    load_photo,
+    prepare_photo,
+)
 from batch_jobs.facets.predictor import FacetTagger, Tagged, facet_predictions
-from batch_jobs.facets.preprocess import prepare_image
 from batch_jobs.similarity.embedder import (
     UNSUPERVISED,
     Embedder,
@@ -94,24 +100,30 @@ def array_index(environ: dict[str, str] | None = None) -> int | None:
 
 
 def _loader(ports: Ports, tagger: FacetTagger) -> Callable[[ManifestEntry], object]:
-    """Runs in the decoding threads: fetch, decode and, when no locator is involved, also
-    resize, so the main thread only runs models."""
+    """Runs in the decoding threads: fetch, check and decode at the locator's small input size
+    (the crop is decoded later at the scale its box needs) or, when no locator is involved,
+    decode at the model's input size and resize, so the main thread only runs models."""
     stores = {ports.catalog.name: ports.catalog, ports.artifacts.name: ports.artifacts}
+    crops = tagger.config.crop is not None
+    small = tagger.locator.config.input_size if crops else None
 
     def load(entry: ManifestEntry) -> object:
         store = stores.get(entry.bucket)
         if store is None:
             raise InvalidImageError(f"bucket {entry.bucket!r} is not this deployment's catalog")
-        img = read_image(store, entry.key, ports.settings)
-        return img if tagger.config.crop is not None else prepare_image(img, tagger.config)
+        loaded = load_photo(store, entry.key, ports.settings, small)
+        return loaded if crops else prepare_photo(loaded, tagger.config)
 
     return load
 
 
-def tag_batch(tagger: FacetTagger, loaded: list) -> list[Tagged]:
-    """Tag decoded photos (PIL images when the model crops, else prepared uint8 tensors)."""
+def tag_batch(
+    tagger: FacetTagger, loaded: list, pool: ThreadPoolExecutor | None = None
+) -> list[Tagged]:
+    """Tag loaded photos (`Loaded` photos when the model crops, cropped in `pool`; else
+    prepared uint8 tensors)."""
     if tagger.config.crop is not None:
-        return tagger.tag(loaded)
+        return tagger.tag(loaded, pool)
     probs = tagger.probs(torch.stack(loaded))
     return [
         Tagged(facet_predictions(probs, i, tagger.taxonomy), None, None) for i in range(len(loaded))
@@ -119,12 +131,15 @@ def tag_batch(tagger: FacetTagger, loaded: list) -> list[Tagged]:
 
 
 def tag_and_embed(
-    tagger: FacetTagger, loaded: list, embedders: dict[str, Embedder]
+    tagger: FacetTagger,
+    loaded: list,
+    embedders: dict[str, Embedder],
+    pool: ThreadPoolExecutor | None = None,
 ) -> tuple[list[Tagged], dict[str, np.ndarray]]:
     """`tag_batch`, plus each embedder's vectors of the same crops (one facet forward pass
     gives the facet probabilities and the unsupervised embedding)."""
     if tagger.config.crop is not None:
-        prepared, boxes, scores = tagger.prepare(loaded)
+        prepared, boxes, scores = tagger.prepare(loaded, pool)
     else:
         prepared, boxes, scores = torch.stack(loaded), [None] * len(loaded), [None] * len(loaded)
     probs, features = forward_with_features(tagger, prepared)
@@ -140,7 +155,7 @@ def tag_and_embed(
             vectors[kind] = embedder.embed(prepared)
         else:  # another crop config (an older locator, bodice): the same box, its own resize
             pairs = zip(loaded, boxes, strict=True)
-            own = torch.stack([prepare_image(img, embedder.config, box) for img, box in pairs])
+            own = torch.stack([prepare_photo(img, embedder.config, box) for img, box in pairs])
             vectors[kind] = embedder.embed(own)
     return tagged, vectors
 
