@@ -3,9 +3,11 @@
 The manifest (JSON lines of `shared.messages.ManifestEntry`, in the artifacts store) lists the
 images; as a child of an array job (`AWS_BATCH_JOB_ARRAY_INDEX` = i) this process takes lines
 [i * S, (i + 1) * S) with S = `settings.infer_shard_size`, otherwise every line. For each image:
-decode (in background threads, overlapped with the model), locate and crop when the model was
-trained on crops, run the facet model in batches (channels_last, bf16 where supported) and put
-a PredictionRecord under the model version. An unreadable image is skipped and reported (log and
+fetch, check and decode at reduced scale (`shared.images.Photo`) in background threads; when the
+model was trained on crops, locate on the small decode, then decode the crop at the scale its
+box needs, in crop threads while the model runs the batch before (at most two batches of crops
+in memory); run the facet model in batches (channels_last, bf16 where supported) and put a
+PredictionRecord under the model version. An unreadable image is skipped and reported (log and
 the JSON summary on stdout); the job still succeeds. Writing predictions also runs in the
 background, so the model never waits for the store.
 
@@ -23,7 +25,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -117,37 +120,86 @@ def _loader(ports: Ports, tagger: FacetTagger) -> Callable[[ManifestEntry], obje
     return load
 
 
-def tag_batch(
-    tagger: FacetTagger, loaded: list, pool: ThreadPoolExecutor | None = None
-) -> list[Tagged]:
-    """Tag loaded photos (`Loaded` photos when the model crops, cropped in `pool`; else
-    prepared uint8 tensors)."""
-    if tagger.config.crop is not None:
-        return tagger.tag(loaded, pool)
-    probs = tagger.probs(torch.stack(loaded))
-    return [
-        Tagged(facet_predictions(probs, i, tagger.taxonomy), None, None) for i in range(len(loaded))
-    ]
+@dataclass
+class StagedBatch:
+    """One batch on its way to the model: the readable entries with their loaded photos, boxes
+    (full-size pixels) and scores, their crops being made in the crop threads, and the entries
+    that could not be read."""
+
+    entries: list[ManifestEntry]
+    loaded: list
+    boxes: list
+    scores: list
+    crops: list[Future]
+    unreadable: list[tuple[ManifestEntry, Exception]]
+
+
+def stage_batch(
+    tagger: FacetTagger, chunk: list[tuple[ManifestEntry, object]], pool: ThreadPoolExecutor
+) -> StagedBatch:
+    """Locate a batch (on the small decodes) and submit its crops to `pool`: the crops decode
+    while the model runs the batches before it."""
+    good = [(e, item) for e, item in chunk if not isinstance(item, LOAD_ERRORS)]
+    unreadable = [(e, item) for e, item in chunk if isinstance(item, LOAD_ERRORS)]
+    loaded = [item for _, item in good]
+    if tagger.config.crop is None:  # the loading threads made the model inputs already
+        boxes, scores = [None] * len(loaded), [None] * len(loaded)
+        crops = [_done(item) for item in loaded]
+    else:
+        boxes, scores = tagger.locate(loaded)
+        pairs = zip(loaded, boxes, strict=True)
+        crops = [pool.submit(_safe_crop, item, tagger, box) for item, box in pairs]
+    return StagedBatch([e for e, _ in good], loaded, boxes, scores, crops, unreadable)
+
+
+def _safe_crop(item: object, tagger: FacetTagger, box) -> object:
+    try:
+        return prepare_photo(item, tagger.config, box)
+    except LOAD_ERRORS as exc:  # the small decode passed, the crop's did not
+        return exc
+
+
+def _done(value: object) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
+def staged_batches(
+    tagger: FacetTagger,
+    batches: Iterable[list[tuple[ManifestEntry, object]]],
+    pool: ThreadPoolExecutor,
+    ahead: int = 1,
+) -> Iterator[StagedBatch]:
+    """`stage_batch` of each batch, staying `ahead` batches in front of the consumer: at most
+    `ahead + 1` batches of crops exist at once, so memory stays bounded."""
+    window: deque[StagedBatch] = deque()
+    for chunk in batches:
+        window.append(stage_batch(tagger, chunk, pool))
+        if len(window) > ahead:
+            yield window.popleft()
+    yield from window
 
 
 def tag_and_embed(
     tagger: FacetTagger,
+    prepared: torch.Tensor,
+    boxes: list,
+    scores: list,
     loaded: list,
     embedders: dict[str, Embedder],
-    pool: ThreadPoolExecutor | None = None,
 ) -> tuple[list[Tagged], dict[str, np.ndarray]]:
-    """`tag_batch`, plus each embedder's vectors of the same crops (one facet forward pass
-    gives the facet probabilities and the unsupervised embedding)."""
-    if tagger.config.crop is not None:
-        prepared, boxes, scores = tagger.prepare(loaded, pool)
+    """Facet predictions of prepared crops and each embedder's vectors of the same crops (one
+    facet forward pass gives the facet probabilities and the unsupervised embedding)."""
+    if not embedders:
+        probs, vectors = tagger.probs(prepared), {}
     else:
-        prepared, boxes, scores = torch.stack(loaded), [None] * len(loaded), [None] * len(loaded)
-    probs, features = forward_with_features(tagger, prepared)
+        probs, features = forward_with_features(tagger, prepared)
+        vectors = {}
     tagged = [
         Tagged(facet_predictions(probs, i, tagger.taxonomy), boxes[i], scores[i])
-        for i in range(len(loaded))
+        for i in range(len(prepared))
     ]
-    vectors = {}
     for kind, embedder in embedders.items():
         if kind == UNSUPERVISED:
             vectors[kind] = features
@@ -210,26 +262,34 @@ def run_inference(
     report = InferReport(tagger.version)
     started = time.perf_counter()
     pending: list[Future] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="put") as writer:
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="put") as writer,
+        ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="crop") as croppers,
+    ):
         decoded = decode_ahead(
             entries, _loader(ports, tagger), workers=workers, ahead=2 * batch_size
         )
-        for chunk in chunks(decoded, batch_size):
-            good = []
-            for entry, item in chunk:
-                report.images += 1
-                if isinstance(item, LOAD_ERRORS):
-                    log.warning("skipping %s: %s", entry.image_id, item)
-                    report.skipped.append(Skipped(entry.image_id, str(item)))
-                else:
-                    good.append((entry, item))
-            if not good:
+        for batch in staged_batches(tagger, chunks(decoded, batch_size), croppers):
+            report.images += len(batch.entries) + len(batch.unreadable)
+            crops = [future.result() for future in batch.crops]
+            pairs = zip(batch.entries, crops, strict=True)
+            failed = [(e, c) for e, c in pairs if isinstance(c, Exception)]
+            for entry, error in batch.unreadable + failed:
+                log.warning("skipping %s: %s", entry.image_id, error)
+                report.skipped.append(Skipped(entry.image_id, str(error)))
+            keep = [i for i, crop in enumerate(crops) if not isinstance(crop, Exception)]
+            if not keep:
                 continue
-            if embedders:
-                tagged, vectors = tag_and_embed(tagger, [item for _, item in good], embedders)
-            else:
-                tagged, vectors = tag_batch(tagger, [item for _, item in good]), {}
-            records = [tagger.record(e.image_id, t) for (e, _), t in zip(good, tagged, strict=True)]
+            tagged, vectors = tag_and_embed(
+                tagger,
+                torch.stack([crops[i] for i in keep]),
+                [batch.boxes[i] for i in keep],
+                [batch.scores[i] for i in keep],
+                [batch.loaded[i] for i in keep],
+                embedders,
+            )
+            good = [batch.entries[i] for i in keep]
+            records = [tagger.record(e.image_id, t) for e, t in zip(good, tagged, strict=True)]
             pending.append(writer.submit(store_batch, ports, records, tagged, vectors, embedders))
             report.tagged += len(records)
             for kind in vectors:
