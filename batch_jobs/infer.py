@@ -28,13 +28,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
+from batch_jobs.facets import device_decode
 from batch_jobs.facets.data import (
     LOAD_ERRORS,
+    Loaded,
     Skipped,
     chunks,
     decode_ahead,
@@ -102,20 +104,23 @@ def array_index(environ: dict[str, str] | None = None) -> int | None:
     return int(raw) if raw not in (None, "") else None
 
 
-def _loader(ports: Ports, tagger: FacetTagger) -> Callable[[ManifestEntry], object]:
+def _loader(
+    ports: Ports, tagger: FacetTagger, on_device: bool = False
+) -> Callable[[ManifestEntry], object]:
     """Runs in the decoding threads: fetch, check and decode at the locator's small input size
     (the crop is decoded later at the scale its box needs) or, when no locator is involved,
-    decode at the model's input size and resize, so the main thread only runs models."""
+    decode at the model's input size and resize, so the main thread only runs models.
+    `on_device`: fetch and check only; the batch decodes on the device."""
     stores = {ports.catalog.name: ports.catalog, ports.artifacts.name: ports.artifacts}
     crops = tagger.config.crop is not None
-    small = tagger.locator.config.input_size if crops else None
+    small = tagger.locator.config.input_size if crops and not on_device else None
 
     def load(entry: ManifestEntry) -> object:
         store = stores.get(entry.bucket)
         if store is None:
             raise InvalidImageError(f"bucket {entry.bucket!r} is not this deployment's catalog")
         loaded = load_photo(store, entry.key, ports.settings, small)
-        return loaded if crops else prepare_photo(loaded, tagger.config)
+        return loaded if crops or on_device else prepare_photo(loaded, tagger.config)
 
     return load
 
@@ -135,13 +140,27 @@ class StagedBatch:
 
 
 def stage_batch(
-    tagger: FacetTagger, chunk: list[tuple[ManifestEntry, object]], pool: ThreadPoolExecutor
+    tagger: FacetTagger,
+    chunk: list[tuple[ManifestEntry, object]],
+    pool: ThreadPoolExecutor,
+    decode_device: torch.device | str | None = None,
 ) -> StagedBatch:
     """Locate a batch (on the small decodes) and submit its crops to `pool`: the crops decode
-    while the model runs the batches before it."""
+    while the model runs the batches before it. With `decode_device`, a batch of JPEGs decodes,
+    is located and cropped on that device instead (a batch it cannot decode, the Pillow way)."""
     good = [(e, item) for e, item in chunk if not isinstance(item, LOAD_ERRORS)]
     unreadable = [(e, item) for e, item in chunk if isinstance(item, LOAD_ERRORS)]
     loaded = [item for _, item in good]
+    entries = [e for e, _ in good]
+    if decode_device is not None:
+        staged = _stage_on_device(tagger, entries, loaded, decode_device)
+        if staged is not None:
+            return replace(staged, unreadable=unreadable)
+        # What the Pillow loader would have made of them, with the same error handling.
+        ready = list(pool.map(lambda item: _pillow_loaded(tagger, item), loaded))
+        unreadable += [(e, r) for e, r in zip(entries, ready, strict=True) if _failed(r)]
+        kept = [(e, r) for e, r in zip(entries, ready, strict=True) if not _failed(r)]
+        entries, loaded = [e for e, _ in kept], [r for _, r in kept]
     if tagger.config.crop is None:  # the loading threads made the model inputs already
         boxes, scores = [None] * len(loaded), [None] * len(loaded)
         crops = [_done(item) for item in loaded]
@@ -149,7 +168,46 @@ def stage_batch(
         boxes, scores = tagger.locate(loaded)
         pairs = zip(loaded, boxes, strict=True)
         crops = [pool.submit(_safe_crop, item, tagger, box) for item, box in pairs]
-    return StagedBatch([e for e, _ in good], loaded, boxes, scores, crops, unreadable)
+    return StagedBatch(entries, loaded, boxes, scores, crops, unreadable)
+
+
+def _stage_on_device(
+    tagger: FacetTagger, entries: list, loaded: list, device: torch.device | str
+) -> StagedBatch | None:
+    """The batch decoded, located and cropped on `device`; None when it cannot decode there
+    (not all JPEG, or a stream the decoder refuses: the Pillow path then skips the bad one)."""
+    photos = [item.photo for item in loaded]
+    if not device_decode.decodes_on_device(photos):
+        return None
+    try:
+        images = device_decode.decode_batch(photos, device)
+    except RuntimeError as exc:
+        log.info("device decode refused the batch (%s): decoding it with Pillow", exc)
+        return None
+    if tagger.config.crop is not None:
+        boxes, scores = device_decode.locate_decoded(tagger.locator, images)
+    else:
+        boxes, scores = [None] * len(images), [None] * len(images)
+    crops = [
+        _done(device_decode.crop_input(img, tagger.config, box))
+        for img, box in zip(images, boxes, strict=True)
+    ]
+    return StagedBatch(entries, loaded, boxes, scores, crops, [])
+
+
+def _pillow_loaded(tagger: FacetTagger, item: Loaded) -> object:
+    """A photo the loader left undecoded for the device, decoded as the Pillow loader does."""
+    try:
+        if tagger.config.crop is None:
+            return prepare_photo(item, tagger.config)
+        size = tagger.locator.config.input_size
+        return Loaded(item.photo, item.photo.decode(size, size))
+    except LOAD_ERRORS as exc:
+        return exc
+
+
+def _failed(item: object) -> bool:
+    return isinstance(item, LOAD_ERRORS)
 
 
 def _safe_crop(item: object, tagger: FacetTagger, box) -> object:
@@ -170,12 +228,13 @@ def staged_batches(
     batches: Iterable[list[tuple[ManifestEntry, object]]],
     pool: ThreadPoolExecutor,
     ahead: int = 1,
+    decode_device: torch.device | str | None = None,
 ) -> Iterator[StagedBatch]:
     """`stage_batch` of each batch, staying `ahead` batches in front of the consumer: at most
     `ahead + 1` batches of crops exist at once, so memory stays bounded."""
     window: deque[StagedBatch] = deque()
     for chunk in batches:
-        window.append(stage_batch(tagger, chunk, pool))
+        window.append(stage_batch(tagger, chunk, pool, decode_device))
         if len(window) > ahead:
             yield window.popleft()
     yield from window
@@ -255,10 +314,15 @@ def run_inference(
     batch_size: int = 64,
     workers: int = 2,
     embedders: dict[str, Embedder] | None = None,
+    decode_device: torch.device | str | None = "auto",
 ) -> InferReport:
     """Tag `entries` and store their predictions (and embeddings, given `embedders`);
-    unreadable images are skipped (and removed from the similarity indexes)."""
+    unreadable images are skipped (and removed from the similarity indexes).
+    `decode_device`: where JPEG batches decode; "auto": on the model's GPU when it runs on
+    one, else with Pillow in threads (None)."""
     embedders = embedders or {}
+    if decode_device == "auto":
+        decode_device = tagger.device if tagger.device.type == "cuda" else None
     report = InferReport(tagger.version)
     started = time.perf_counter()
     pending: list[Future] = []
@@ -267,9 +331,13 @@ def run_inference(
         ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="crop") as croppers,
     ):
         decoded = decode_ahead(
-            entries, _loader(ports, tagger), workers=workers, ahead=2 * batch_size
+            entries,
+            _loader(ports, tagger, on_device=decode_device is not None),
+            workers=workers,
+            ahead=2 * batch_size,
         )
-        for batch in staged_batches(tagger, chunks(decoded, batch_size), croppers):
+        batches = chunks(decoded, batch_size)
+        for batch in staged_batches(tagger, batches, croppers, decode_device=decode_device):
             report.images += len(batch.entries) + len(batch.unreadable)
             crops = [future.result() for future in batch.crops]
             pairs = zip(batch.entries, crops, strict=True)

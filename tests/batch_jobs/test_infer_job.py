@@ -83,6 +83,13 @@ class MiddleLocator:
     class config:  # the attribute the real Locator has
         input_size = 32
 
+    def predict(self, images):  # uint8 (N, 3, S, S) -> normalized boxes, scores, fallback
+        import torch
+
+        n = len(images)
+        boxes = torch.tensor([[0.2, 0.1, 0.7, 0.9]]).repeat(n, 1)
+        return boxes, torch.full((n,), 0.8), torch.zeros(n, dtype=torch.bool)
+
     def locate(self, images):
         from batch_jobs.locator.inference import LocatedBox
 
@@ -158,6 +165,53 @@ def test_overlapped_stages_give_the_sequential_predictions(ports, add_corrupt):
         assert stored.facets["sleeve"].label == expected.facets["sleeve"].label
         assert stored.facets["sleeve"].probs == pytest.approx(
             expected.facets["sleeve"].probs, abs=1e-5
+        )
+
+
+def test_decoding_on_the_device_gives_the_pillow_predictions(ports, add_corrupt, monkeypatch):
+    """The GPU path, run on the CPU: only the device of the decode call differs on CUDA."""
+    from batch_jobs.facets import device_decode
+    from batch_jobs.infer import run_inference
+
+    decoded_there = []
+    real = device_decode.decode_batch
+
+    def spy(photos, device):
+        images = real(photos, device)
+        decoded_there.extend(images)
+        return images
+
+    monkeypatch.setattr(device_decode, "decode_batch", spy)
+
+    tagger = _cropping_tagger(ports)
+    entries = []
+    for i in range(5):
+        key = f"catalog/p{i}/img.jpg"
+        ports.catalog.put(key, _big_photo(i))
+        entries.append(ManifestEntry(image_id=f"p{i}/img", bucket=ports.catalog.name, key=key))
+    bad = ManifestEntry(image_id="bad/img", bucket=ports.catalog.name, key=add_corrupt(ports))
+    ports.catalog.put("catalog/cut/img.jpg", _big_photo(9)[:20000])  # header fine, data cut
+    cut = ManifestEntry(image_id="cut/img", bucket=ports.catalog.name, key="catalog/cut/img.jpg")
+    entries[1:1] = [bad, cut]
+
+    pillow = run_inference(ports, entries, tagger, batch_size=3, decode_device=None)
+    unread = ("bad/img", "cut/img")
+    expected = {
+        e.image_id: ports.predictions.get(e.image_id, "v1")
+        for e in entries
+        if e.image_id not in unread
+    }
+    device = run_inference(ports, entries, tagger, batch_size=3, decode_device="cpu")
+
+    assert (device.tagged, [s.image_id for s in device.skipped]) == (5, list(unread))
+    assert (pillow.tagged, [s.image_id for s in pillow.skipped]) == (5, list(unread))
+    # The batch with the cut photo fell back to Pillow; the others decoded "there".
+    assert len(decoded_there) == 4
+    for image_id, before in expected.items():
+        after = ports.predictions.get(image_id, "v1")
+        assert after.bbox == pytest.approx(before.bbox)
+        assert after.facets["sleeve"].probs == pytest.approx(
+            before.facets["sleeve"].probs, abs=0.02
         )
 
 
