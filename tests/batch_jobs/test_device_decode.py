@@ -12,7 +12,9 @@ from batch_jobs.facets.data import prepare_photo
 from batch_jobs.facets.preprocess import CropConfig, PreprocessConfig
 from batch_jobs.locator.preprocess import resize_image
 from shared.images import read_photo
-from tests.batch_jobs.test_reduced_decode import BOX, FULL, product_photo
+
+FULL = (2000, 3000)
+BOX = (560.0, 420.0, 1460.0, 2820.0)  # the dress of the catalog photo, full-size pixels
 
 
 def mean_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -20,8 +22,8 @@ def mean_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.fixture(scope="module")
-def photos():
-    return [read_photo(product_photo()), read_photo(product_photo(orientation=6))]
+def photos(catalog_photo):
+    return [read_photo(catalog_photo()), read_photo(catalog_photo(orientation=6))]
 
 
 @pytest.mark.parametrize("bodice", [None, 0.3])

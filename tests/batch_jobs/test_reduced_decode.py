@@ -7,42 +7,21 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 
 from batch_jobs.crop import crop_scale, expand_box
 from batch_jobs.facets.data import Loaded, locate_photos, prepare_photo
 from batch_jobs.facets.preprocess import CropConfig, PreprocessConfig, prepare_image
 from batch_jobs.locator.inference import LocatedBox
-from shared.images import EXIF_ORIENTATION, Photo, open_image, read_photo
+from shared.images import Photo, open_image, read_photo
 
 FULL = (2000, 3000)
 BOX = (560.0, 420.0, 1460.0, 2820.0)  # a dress standing in the middle, full-size pixels
 
 
-def product_photo(size: tuple[int, int] = FULL, orientation: int = 1) -> bytes:
-    """A smooth 'dress on a backdrop' photo at catalog size (JPEG, quality 90), as a camera
-    would store it: rotated, with the orientation tag, when `orientation` is 6."""
-    img = Image.new("RGB", size, (236, 232, 226))
-    draw = ImageDraw.Draw(img)
-    draw.polygon(
-        [(800, 420), (1220, 420), (1460, 2820), (560, 2820)], fill=(150, 30, 60), outline=None
-    )
-    draw.ellipse((880, 300, 1140, 560), fill=(210, 170, 140))  # head over the neckline
-    for y in range(900, 2800, 140):  # a pattern: stripes the crop must keep in place
-        draw.line([(600, y), (1420, y + 40)], fill=(240, 200, 60), width=18)
-    img = img.filter(ImageFilter.GaussianBlur(2))
-    exif = Image.Exif()
-    if orientation == 6:  # stored rotated 90 degrees clockwise... upright after transposing
-        img = img.transpose(Image.Transpose.ROTATE_90)
-        exif[EXIF_ORIENTATION] = 6
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=90, exif=exif.tobytes())
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="module")
-def photo_bytes() -> bytes:
-    return product_photo()
+def photo_bytes(catalog_photo) -> bytes:
+    return catalog_photo()
 
 
 def crop_config(bodice: float | None = None, size: int = 224) -> PreprocessConfig:
@@ -96,8 +75,8 @@ def test_bodice_zoom_asks_for_more_rows():
     assert zoomed == pytest.approx(112 / 300)  # 30% of the rows fill half the input
 
 
-def test_orientation_sizes_and_crops_are_upright():
-    data = product_photo(orientation=6)
+def test_orientation_sizes_and_crops_are_upright(catalog_photo):
+    data = catalog_photo(orientation=6)
     photo = read_photo(data)
     assert (photo.width, photo.height) == FULL
     small = photo.decode(128, 128)
