@@ -42,3 +42,31 @@ def crop_to_box(
 ) -> Image.Image:
     """`img` cropped to `expand_box(box, ...)`: the dress and a little of its surroundings."""
     return img.crop(expand_box(box, img.width, img.height, margin))
+
+
+def crop_scale(
+    box: Sequence[float],
+    width: int,
+    height: int,
+    out_size: tuple[int, int],
+    margin: float = DEFAULT_MARGIN,
+    top_share: float | None = None,
+) -> float:
+    """The smallest factor (<= 1) a `width x height` photo can be decoded at so that the crop of
+    `box` (full-size pixels) still has at least `out_size` pixels. `top_share`: the share of
+    the crop's rows resized to the upper half of the output (the bodice zoom), which needs the
+    larger of its two vertical zooms."""
+    left, top, right, bottom = expand_box(box, width, height, margin)
+    crop_w, crop_h = right - left, bottom - top
+    out_w, out_h = out_size
+    rows = out_h / crop_h
+    if top_share is not None and 0.0 < top_share < 1.0:
+        upper, lower = out_h // 2, out_h - out_h // 2
+        rows = max(rows, upper / (top_share * crop_h), lower / ((1.0 - top_share) * crop_h))
+    return min(1.0, max(out_w / crop_w, rows))
+
+
+def scale_box(box: Sequence[float], fx: float, fy: float) -> tuple[float, float, float, float]:
+    """`box` from one image's pixels to another's, `fx` and `fy` = new size / old size."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return (x0 * fx, y0 * fy, x1 * fx, y1 * fy)

@@ -3,9 +3,11 @@
 The manifest (JSON lines of `shared.messages.ManifestEntry`, in the artifacts store) lists the
 images; as a child of an array job (`AWS_BATCH_JOB_ARRAY_INDEX` = i) this process takes lines
 [i * S, (i + 1) * S) with S = `settings.infer_shard_size`, otherwise every line. For each image:
-decode (in background threads, overlapped with the model), locate and crop when the model was
-trained on crops, run the facet model in batches (channels_last, bf16 where supported) and put
-a PredictionRecord under the model version. An unreadable image is skipped and reported (log and
+fetch, check and decode at reduced scale (`shared.images.Photo`) in background threads; when the
+model was trained on crops, locate on the small decode, then decode the crop at the scale its
+box needs, in crop threads while the model runs the batch before (at most two batches of crops
+in memory); run the facet model in batches (channels_last, bf16 where supported) and put a
+PredictionRecord under the model version. An unreadable image is skipped and reported (log and
 the JSON summary on stdout); the job still succeeds. Writing predictions also runs in the
 background, so the model never waits for the store.
 
@@ -23,16 +25,25 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from batch_jobs.facets.data import LOAD_ERRORS, Skipped, chunks, decode_ahead, read_image
+from batch_jobs.facets import device_decode
+from batch_jobs.facets.data import (
+    LOAD_ERRORS,
+    Loaded,
+    Skipped,
+    chunks,
+    decode_ahead,
+    load_photo,
+    prepare_photo,
+)
 from batch_jobs.facets.predictor import FacetTagger, Tagged, facet_predictions
-from batch_jobs.facets.preprocess import prepare_image
 from batch_jobs.similarity.embedder import (
     UNSUPERVISED,
     Embedder,
@@ -93,46 +104,161 @@ def array_index(environ: dict[str, str] | None = None) -> int | None:
     return int(raw) if raw not in (None, "") else None
 
 
-def _loader(ports: Ports, tagger: FacetTagger) -> Callable[[ManifestEntry], object]:
-    """Runs in the decoding threads: fetch, decode and, when no locator is involved, also
-    resize, so the main thread only runs models."""
+def _loader(
+    ports: Ports, tagger: FacetTagger, on_device: bool = False
+) -> Callable[[ManifestEntry], object]:
+    """Runs in the decoding threads: fetch, check and decode at the locator's small input size
+    (the crop is decoded later at the scale its box needs) or, when no locator is involved,
+    decode at the model's input size and resize, so the main thread only runs models.
+    `on_device`: fetch and check only; the batch decodes on the device."""
     stores = {ports.catalog.name: ports.catalog, ports.artifacts.name: ports.artifacts}
+    crops = tagger.config.crop is not None
+    small = tagger.locator.config.input_size if crops and not on_device else None
 
     def load(entry: ManifestEntry) -> object:
         store = stores.get(entry.bucket)
         if store is None:
             raise InvalidImageError(f"bucket {entry.bucket!r} is not this deployment's catalog")
-        img = read_image(store, entry.key, ports.settings)
-        return img if tagger.config.crop is not None else prepare_image(img, tagger.config)
+        loaded = load_photo(store, entry.key, ports.settings, small)
+        return loaded if crops or on_device else prepare_photo(loaded, tagger.config)
 
     return load
 
 
-def tag_batch(tagger: FacetTagger, loaded: list) -> list[Tagged]:
-    """Tag decoded photos (PIL images when the model crops, else prepared uint8 tensors)."""
+@dataclass
+class StagedBatch:
+    """One batch on its way to the model: the readable entries with their loaded photos, boxes
+    (full-size pixels) and scores, their crops being made in the crop threads, and the entries
+    that could not be read."""
+
+    entries: list[ManifestEntry]
+    loaded: list
+    boxes: list
+    scores: list
+    crops: list[Future]
+    unreadable: list[tuple[ManifestEntry, Exception]]
+
+
+def stage_batch(
+    tagger: FacetTagger,
+    chunk: list[tuple[ManifestEntry, object]],
+    pool: ThreadPoolExecutor,
+    decode_device: torch.device | str | None = None,
+) -> StagedBatch:
+    """Locate a batch (on the small decodes) and submit its crops to `pool`: the crops decode
+    while the model runs the batches before it. With `decode_device`, a batch of JPEGs decodes,
+    is located and cropped on that device instead (a batch it cannot decode, the Pillow way)."""
+    good = [(e, item) for e, item in chunk if not isinstance(item, LOAD_ERRORS)]
+    unreadable = [(e, item) for e, item in chunk if isinstance(item, LOAD_ERRORS)]
+    loaded = [item for _, item in good]
+    entries = [e for e, _ in good]
+    if decode_device is not None:
+        staged = _stage_on_device(tagger, entries, loaded, decode_device)
+        if staged is not None:
+            return replace(staged, unreadable=unreadable)
+        # What the Pillow loader would have made of them, with the same error handling.
+        ready = list(pool.map(lambda item: _pillow_loaded(tagger, item), loaded))
+        unreadable += [(e, r) for e, r in zip(entries, ready, strict=True) if _failed(r)]
+        kept = [(e, r) for e, r in zip(entries, ready, strict=True) if not _failed(r)]
+        entries, loaded = [e for e, _ in kept], [r for _, r in kept]
+    if tagger.config.crop is None:  # the loading threads made the model inputs already
+        boxes, scores = [None] * len(loaded), [None] * len(loaded)
+        crops = [_done(item) for item in loaded]
+    else:
+        boxes, scores = tagger.locate(loaded)
+        pairs = zip(loaded, boxes, strict=True)
+        crops = [pool.submit(_safe_crop, item, tagger, box) for item, box in pairs]
+    return StagedBatch(entries, loaded, boxes, scores, crops, unreadable)
+
+
+def _stage_on_device(
+    tagger: FacetTagger, entries: list, loaded: list, device: torch.device | str
+) -> StagedBatch | None:
+    """The batch decoded, located and cropped on `device`; None when it cannot decode there
+    (not all JPEG, or a stream the decoder refuses: the Pillow path then skips the bad one)."""
+    photos = [item.photo for item in loaded]
+    if not device_decode.decodes_on_device(photos):
+        return None
+    try:
+        images = device_decode.decode_batch(photos, device)
+    except RuntimeError as exc:
+        log.info("device decode refused the batch (%s): decoding it with Pillow", exc)
+        return None
     if tagger.config.crop is not None:
-        return tagger.tag(loaded)
-    probs = tagger.probs(torch.stack(loaded))
-    return [
-        Tagged(facet_predictions(probs, i, tagger.taxonomy), None, None) for i in range(len(loaded))
+        boxes, scores = device_decode.locate_decoded(tagger.locator, images)
+    else:
+        boxes, scores = [None] * len(images), [None] * len(images)
+    crops = [
+        _done(device_decode.crop_input(img, tagger.config, box))
+        for img, box in zip(images, boxes, strict=True)
     ]
+    return StagedBatch(entries, loaded, boxes, scores, crops, [])
+
+
+def _pillow_loaded(tagger: FacetTagger, item: Loaded) -> object:
+    """A photo the loader left undecoded for the device, decoded as the Pillow loader does."""
+    try:
+        if tagger.config.crop is None:
+            return prepare_photo(item, tagger.config)
+        size = tagger.locator.config.input_size
+        return Loaded(item.photo, item.photo.decode(size, size))
+    except LOAD_ERRORS as exc:
+        return exc
+
+
+def _failed(item: object) -> bool:
+    return isinstance(item, LOAD_ERRORS)
+
+
+def _safe_crop(item: object, tagger: FacetTagger, box) -> object:
+    try:
+        return prepare_photo(item, tagger.config, box)
+    except LOAD_ERRORS as exc:  # the small decode passed, the crop's did not
+        return exc
+
+
+def _done(value: object) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
+def staged_batches(
+    tagger: FacetTagger,
+    batches: Iterable[list[tuple[ManifestEntry, object]]],
+    pool: ThreadPoolExecutor,
+    ahead: int = 1,
+    decode_device: torch.device | str | None = None,
+) -> Iterator[StagedBatch]:
+    """`stage_batch` of each batch, staying `ahead` batches in front of the consumer: at most
+    `ahead + 1` batches of crops exist at once, so memory stays bounded."""
+    window: deque[StagedBatch] = deque()
+    for chunk in batches:
+        window.append(stage_batch(tagger, chunk, pool, decode_device))
+        if len(window) > ahead:
+            yield window.popleft()
+    yield from window
 
 
 def tag_and_embed(
-    tagger: FacetTagger, loaded: list, embedders: dict[str, Embedder]
+    tagger: FacetTagger,
+    prepared: torch.Tensor,
+    boxes: list,
+    scores: list,
+    loaded: list,
+    embedders: dict[str, Embedder],
 ) -> tuple[list[Tagged], dict[str, np.ndarray]]:
-    """`tag_batch`, plus each embedder's vectors of the same crops (one facet forward pass
-    gives the facet probabilities and the unsupervised embedding)."""
-    if tagger.config.crop is not None:
-        prepared, boxes, scores = tagger.prepare(loaded)
+    """Facet predictions of prepared crops and each embedder's vectors of the same crops (one
+    facet forward pass gives the facet probabilities and the unsupervised embedding)."""
+    if not embedders:
+        probs, vectors = tagger.probs(prepared), {}
     else:
-        prepared, boxes, scores = torch.stack(loaded), [None] * len(loaded), [None] * len(loaded)
-    probs, features = forward_with_features(tagger, prepared)
+        probs, features = forward_with_features(tagger, prepared)
+        vectors = {}
     tagged = [
         Tagged(facet_predictions(probs, i, tagger.taxonomy), boxes[i], scores[i])
-        for i in range(len(loaded))
+        for i in range(len(prepared))
     ]
-    vectors = {}
     for kind, embedder in embedders.items():
         if kind == UNSUPERVISED:
             vectors[kind] = features
@@ -140,7 +266,7 @@ def tag_and_embed(
             vectors[kind] = embedder.embed(prepared)
         else:  # another crop config (an older locator, bodice): the same box, its own resize
             pairs = zip(loaded, boxes, strict=True)
-            own = torch.stack([prepare_image(img, embedder.config, box) for img, box in pairs])
+            own = torch.stack([prepare_photo(img, embedder.config, box) for img, box in pairs])
             vectors[kind] = embedder.embed(own)
     return tagged, vectors
 
@@ -188,33 +314,50 @@ def run_inference(
     batch_size: int = 64,
     workers: int = 2,
     embedders: dict[str, Embedder] | None = None,
+    decode_device: torch.device | str | None = "auto",
 ) -> InferReport:
     """Tag `entries` and store their predictions (and embeddings, given `embedders`);
-    unreadable images are skipped (and removed from the similarity indexes)."""
+    unreadable images are skipped (and removed from the similarity indexes).
+    `decode_device`: where JPEG batches decode; "auto": on the model's GPU when it runs on
+    one, else with Pillow in threads (None)."""
     embedders = embedders or {}
+    if decode_device == "auto":
+        decode_device = tagger.device if tagger.device.type == "cuda" else None
     report = InferReport(tagger.version)
     started = time.perf_counter()
     pending: list[Future] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="put") as writer:
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="put") as writer,
+        ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="crop") as croppers,
+    ):
         decoded = decode_ahead(
-            entries, _loader(ports, tagger), workers=workers, ahead=2 * batch_size
+            entries,
+            _loader(ports, tagger, on_device=decode_device is not None),
+            workers=workers,
+            ahead=2 * batch_size,
         )
-        for chunk in chunks(decoded, batch_size):
-            good = []
-            for entry, item in chunk:
-                report.images += 1
-                if isinstance(item, LOAD_ERRORS):
-                    log.warning("skipping %s: %s", entry.image_id, item)
-                    report.skipped.append(Skipped(entry.image_id, str(item)))
-                else:
-                    good.append((entry, item))
-            if not good:
+        batches = chunks(decoded, batch_size)
+        for batch in staged_batches(tagger, batches, croppers, decode_device=decode_device):
+            report.images += len(batch.entries) + len(batch.unreadable)
+            crops = [future.result() for future in batch.crops]
+            pairs = zip(batch.entries, crops, strict=True)
+            failed = [(e, c) for e, c in pairs if isinstance(c, Exception)]
+            for entry, error in batch.unreadable + failed:
+                log.warning("skipping %s: %s", entry.image_id, error)
+                report.skipped.append(Skipped(entry.image_id, str(error)))
+            keep = [i for i, crop in enumerate(crops) if not isinstance(crop, Exception)]
+            if not keep:
                 continue
-            if embedders:
-                tagged, vectors = tag_and_embed(tagger, [item for _, item in good], embedders)
-            else:
-                tagged, vectors = tag_batch(tagger, [item for _, item in good]), {}
-            records = [tagger.record(e.image_id, t) for (e, _), t in zip(good, tagged, strict=True)]
+            tagged, vectors = tag_and_embed(
+                tagger,
+                torch.stack([crops[i] for i in keep]),
+                [batch.boxes[i] for i in keep],
+                [batch.scores[i] for i in keep],
+                [batch.loaded[i] for i in keep],
+                embedders,
+            )
+            good = [batch.entries[i] for i in keep]
+            records = [tagger.record(e.image_id, t) for e, t in zip(good, tagged, strict=True)]
             pending.append(writer.submit(store_batch, ports, records, tagged, vectors, embedders))
             report.tagged += len(records)
             for kind in vectors:

@@ -50,6 +50,10 @@ class StageSettings:
     image_size: int = 128  # training input size (the recipe's); inference uses the model's own
     train_batch_size: int = 32  # images per training step (the recipe's)
     infer_shard_size: int = 500  # images per array-job child (DRESSVISION_INFER_SHARD_SIZE)
+    # Inference windows: every infer_window_minutes the pending uploads are submitted as array
+    # jobs of at most infer_window_images images (DRESSVISION_INFER_WINDOW_*).
+    infer_window_images: int = 50_000
+    infer_window_minutes: int = 5
     # A fresh stack's first training (locator included) is submitted by ingest once this many
     # labeled images are registered and no facet model is current; 0: train by hand.
     first_train_min_images: int = 300
@@ -90,6 +94,8 @@ class StageSettings:
             "image_size",
             "train_batch_size",
             "infer_shard_size",
+            "infer_window_images",
+            "infer_window_minutes",
             "ingest_batch_size",
         ):
             _check(getattr(self, name) >= 1, _camel(name), "at least 1")

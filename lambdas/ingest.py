@@ -3,8 +3,9 @@
 For each uploaded photo under `catalog/`: validate it (reading only what it needs), register it
 idempotently in the LabelStore with its fixed split and its catalog labels (carried in the
 object's metadata by `dressvision import`, absent for a plain upload), record an invalid file
-with its reason. Then write one inference manifest for the images that need predictions and
-submit the `infer` job (an array job over shards) when a current facet model exists. On a fresh
+with its reason. Then, when a current facet model exists, add the images that need predictions
+to the pending inference list (one piece per batch); the flush of the inference window
+(`lambdas/flush.py`) submits them as few large array jobs. On a fresh
 deployment (no facet model yet), submit the first training once enough labeled images are
 registered (`shared.training.maybe_first_training`: one job, however many batches).
 
@@ -35,7 +36,7 @@ from shared.catalog import CatalogEntry
 from shared.errors import CatalogFormatError, DressvisionError, InvalidImageError, NotFoundError
 from shared.ids import assign_split, image_id_for, parse_catalog_key, sanitize_part
 from shared.images import sniff_format, validate_image
-from shared.inference import current_model_version, submit_inference
+from shared.inference import current_model_version, queue_inference
 from shared.keys import EMBEDDING_KINDS, is_catalog_image_key
 from shared.messages import ManifestEntry, S3Notification, SqsEvent
 from shared.ports import Ports, RegisterOutcome
@@ -220,7 +221,8 @@ def needs_inference(ports: Ports, result: IngestResult, model_version: str) -> b
 
 def handle_sqs_batch(event: dict, ports: Ports, counts: Counter | None = None) -> dict:
     """The handler's logic on plain values: an SQS event in, the partial-batch response out.
-    `counts` (optional) gets what happened: ingested, invalid, unchanged, jobs_submitted."""
+    `counts` (optional) gets what happened: ingested, invalid, unchanged, inference_queued
+    (images), jobs_submitted (the first training)."""
     counts = Counter() if counts is None else counts
     failures: list[str] = []
     pending: dict[str, list[IngestResult]] = {}  # message id -> results needing inference
@@ -255,11 +257,11 @@ def handle_sqs_batch(event: dict, ports: Ports, counts: Counter | None = None) -
             for r in results
         ]
         try:
-            bind(job_id=submit_inference(ports, entries))
-            counts["jobs_submitted"] += 1
+            queue_inference(ports, entries)  # the next inference window submits them
+            counts["inference_queued"] += len(entries)
         except Exception:
-            # Registered but not yet tagged: redeliver these messages so the job is retried.
-            logger.exception("could not submit the inference job; will retry")
+            # Registered but not yet queued: redeliver these messages so they are queued again.
+            logger.exception("could not queue the images for inference; will retry")
             failures.extend(pending)
     if model_version is None:
         try:
@@ -285,7 +287,7 @@ def handler(event: dict, context: object) -> dict:
     response = handle_sqs_batch(event, wiring.ports(), counts)
     count(env.METRIC_IMAGES_INGESTED, counts["ingested"])
     count(env.METRIC_IMAGES_INVALID, counts["invalid"])
-    count(env.METRIC_JOBS_SUBMITTED, counts["jobs_submitted"])
+    count(env.METRIC_JOBS_SUBMITTED, counts["jobs_submitted"])  # the first training
     logger.info(
         "ingest batch: %s, %d failed messages",
         dict(counts),

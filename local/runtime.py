@@ -142,12 +142,20 @@ class LocalRuntime:
         while True:
             n = (
                 self.ingest_queue.deliver(self._ingest_handler)
+                + self._flush_inference()
                 + self._dispatch_job_events()
                 + self.review_queue.deliver(self._review_handler)
             )
             if n == 0:
                 return delivered
             delivered += n
+
+    def _flush_inference(self) -> int:
+        """The inference window's flush (a schedule on AWS): here, whenever the queues are
+        drained, e.g. at the end of an import. Returns how many jobs it submitted."""
+        from shared.inference import flush_pending
+
+        return len(flush_pending(self.ports))
 
     def _dispatch_job_events(self) -> int:
         n = 0

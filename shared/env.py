@@ -42,6 +42,10 @@ MAX_IMAGE_BYTES = "DRESSVISION_MAX_IMAGE_BYTES"
 MAX_IMAGE_PIXELS = "DRESSVISION_MAX_IMAGE_PIXELS"
 INFER_SHARD_SIZE = "DRESSVISION_INFER_SHARD_SIZE"  # images per array-job child
 INFER_BATCH_SIZE = "DRESSVISION_INFER_BATCH_SIZE"  # images per forward pass (infer job)
+# Inference windows: uploads wait in a pending list; every WINDOW_SECONDS the flush submits
+# them as array jobs of at most WINDOW_IMAGES images each (see shared/inference.py).
+INFER_WINDOW_IMAGES = "DRESSVISION_INFER_WINDOW_IMAGES"
+INFER_WINDOW_SECONDS = "DRESSVISION_INFER_WINDOW_SECONDS"
 # The training recipe's settings (shared/recipe.py): `dressvision train` and every training a
 # handler submits use them, unless an option says otherwise.
 IMAGE_SIZE = "DRESSVISION_IMAGE_SIZE"  # training input pixels; inference uses the model's own
@@ -159,6 +163,8 @@ class Settings:
     max_image_pixels: int = 50_000_000
     infer_shard_size: int = 500
     infer_batch_size: int = 64
+    infer_window_images: int = 50_000  # images per array job (100 children of 500)
+    infer_window_seconds: int = 300  # how often the pending uploads are flushed
     # The training recipe's sizes for this deployment; None: the recipe's own (shared/recipe.py).
     image_size: int | None = None
     train_batch_size: int | None = None
@@ -196,6 +202,8 @@ class Settings:
         for name, value in (
             (INFER_SHARD_SIZE, self.infer_shard_size),
             (INFER_BATCH_SIZE, self.infer_batch_size),
+            (INFER_WINDOW_IMAGES, self.infer_window_images),
+            (INFER_WINDOW_SECONDS, self.infer_window_seconds),
             (IMAGE_SIZE, self.image_size),
             (TRAIN_BATCH_SIZE, self.train_batch_size),
         ):
@@ -232,6 +240,8 @@ class Settings:
             max_image_pixels=_int(env, MAX_IMAGE_PIXELS, cls.max_image_pixels),
             infer_shard_size=_int(env, INFER_SHARD_SIZE, cls.infer_shard_size),
             infer_batch_size=_int(env, INFER_BATCH_SIZE, cls.infer_batch_size),
+            infer_window_images=_int(env, INFER_WINDOW_IMAGES, cls.infer_window_images),
+            infer_window_seconds=_int(env, INFER_WINDOW_SECONDS, cls.infer_window_seconds),
             image_size=_optional_int(env, IMAGE_SIZE),
             train_batch_size=_optional_int(env, TRAIN_BATCH_SIZE),
             first_train_min_images=_int(env, FIRST_TRAIN_MIN_IMAGES, cls.first_train_min_images),
@@ -293,6 +303,8 @@ class Settings:
             MAX_IMAGE_PIXELS: str(self.max_image_pixels),
             INFER_SHARD_SIZE: str(self.infer_shard_size),
             INFER_BATCH_SIZE: str(self.infer_batch_size),
+            INFER_WINDOW_IMAGES: str(self.infer_window_images),
+            INFER_WINDOW_SECONDS: str(self.infer_window_seconds),
             IMAGE_SIZE: "" if self.image_size is None else str(self.image_size),
             TRAIN_BATCH_SIZE: "" if self.train_batch_size is None else str(self.train_batch_size),
             FIRST_TRAIN_MIN_IMAGES: str(self.first_train_min_images),

@@ -1,4 +1,14 @@
-"""Asking for predictions: the current model's version, manifests and the infer job."""
+"""Asking for predictions: the current model's version, manifests and the infer job.
+
+Few large jobs: ingest does not submit a job per SQS batch (a 100,000-photo upload would make
+~2,000 small GPU jobs, each loading the model). It appends the images needing inference to a
+pending list, one small piece per ingest batch (`queue_inference`); every inference window
+(`Settings.infer_window_seconds`, a schedule on AWS, the end of an import locally)
+`flush_pending` submits everything pending as array jobs of at most
+`Settings.infer_window_images` images each (children of `infer_shard_size` images, each loading
+the model once), and deletes the pieces only once every submission succeeded: a failed flush
+loses nothing and is retried by the next one.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +19,12 @@ import math
 from datetime import UTC, datetime, timedelta
 
 from shared.errors import NotFoundError
-from shared.keys import manifest_job_key, manifest_key
+from shared.keys import (
+    PENDING_INFERENCE_PREFIX,
+    manifest_job_key,
+    manifest_key,
+    pending_inference_key,
+)
 from shared.messages import JobRequest, ManifestEntry
 from shared.ports import Ports
 from shared.records import ImageStatus
@@ -41,7 +56,7 @@ def submit_inference(ports: Ports, entries: list[ManifestEntry]) -> str:
     clock): a redelivered batch rewrites the same manifest, and finds the job it was submitted
     as (`manifest_job_key`), so it submits nothing twice within `RESUBMIT_AFTER`.
     """
-    lines = "\n".join(e.model_dump_json() for e in entries) + "\n"
+    lines = _manifest_lines(entries)
     versions = [current_model_version(ports, kind) or "" for kind in MANIFEST_MODEL_KINDS]
     digest = hashlib.sha256("\n".join([*versions, lines]).encode()).hexdigest()[:20]
     manifest_id = f"m-{digest}"
@@ -67,6 +82,57 @@ def submit_inference(ports: Ports, entries: list[ManifestEntry]) -> str:
     )
     logger.info("submitted infer job %s for %d images (%s)", job_id, len(entries), key)
     return job_id
+
+
+def _manifest_lines(entries: list[ManifestEntry]) -> str:
+    return "\n".join(e.model_dump_json() for e in entries) + "\n"
+
+
+def queue_inference(ports: Ports, entries: list[ManifestEntry]) -> str:
+    """Add `entries` to the pending list (one piece); returns its key. The key is a hash of
+    the lines, so a redelivered ingest batch rewrites the same piece."""
+    lines = _manifest_lines(entries)
+    key = pending_inference_key(hashlib.sha256(lines.encode()).hexdigest()[:20])
+    ports.artifacts.put(key, lines.encode(), content_type="application/x-ndjson")
+    return key
+
+
+def flush_pending(ports: Ports) -> list[str]:
+    """Submit every pending image as array jobs of at most `infer_window_images` images (one
+    job per window when fewer are pending), then delete the pieces read. Returns the job ids.
+
+    An image pending twice (two uploads of the same photo) is tagged once. A failed submission
+    raises before anything is deleted: the next flush submits again (a manifest submitted
+    already is found by `submit_inference` and not submitted twice).
+    """
+    keys = sorted(ports.artifacts.list(PENDING_INFERENCE_PREFIX))
+    if not keys:
+        return []
+    entries: dict[str, ManifestEntry] = {}
+    for key in keys:
+        try:
+            body = ports.artifacts.get(key).body
+        except NotFoundError:  # deleted by a concurrent flush
+            continue
+        for line in body.decode().splitlines():
+            if line.strip():
+                entry = ManifestEntry.model_validate_json(line)
+                entries[entry.image_id] = entry
+    if current_model_version(ports) is None:
+        logger.info("%d images pending and no facet model yet: keeping them", len(entries))
+        return []
+    ordered = [entries[i] for i in sorted(entries)]
+    window = ports.settings.infer_window_images
+    jobs = [
+        submit_inference(ports, ordered[start : start + window])
+        for start in range(0, len(ordered), window)
+    ]
+    for key in keys:
+        ports.artifacts.delete(key)
+    logger.info(
+        "flushed %d pending images (%d pieces) as %d jobs", len(ordered), len(keys), len(jobs)
+    )
+    return jobs
 
 
 def _earlier_submission(ports: Ports, manifest_id: str) -> str | None:

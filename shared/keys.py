@@ -16,6 +16,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".g
 
 # -- artifacts bucket -----------------------------------------------------------------------
 MANIFEST_PREFIX = "manifests/infer/"
+# Uploads waiting for the next inference window: one piece per ingest batch (ingest writes,
+# the flush reads and deletes).
+PENDING_INFERENCE_PREFIX = "manifests/pending/"
 MODELS_PREFIX = "models/"
 SNAPSHOT_PREFIX = "snapshots/labels/"
 EMBEDDINGS_PREFIX = "embeddings/"
@@ -45,6 +48,10 @@ def is_catalog_image_key(key: str) -> bool:
 
 def manifest_key(manifest_id: str) -> str:
     return f"{MANIFEST_PREFIX}{manifest_id}.jsonl"
+
+
+def pending_inference_key(piece_id: str) -> str:
+    return f"{PENDING_INFERENCE_PREFIX}{piece_id}.jsonl"
 
 
 def manifest_job_key(manifest_id: str) -> str:

@@ -11,9 +11,10 @@ makes several epochs cheap on a CPU.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import torch
@@ -23,11 +24,12 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 from tqdm import tqdm
 
+from batch_jobs.crop import crop_scale, scale_box
 from batch_jobs.facets.loss import UNKNOWN
 from batch_jobs.facets.preprocess import PreprocessConfig, prepare_image
 from shared.env import Settings
 from shared.errors import InvalidImageError, NotFoundError, UnknownLabelError
-from shared.images import open_image
+from shared.images import Photo, open_image, read_photo
 from shared.ports import ObjectStore
 from shared.records import LabelRecord
 from shared.taxonomy import Taxonomy
@@ -92,6 +94,87 @@ def read_image(store: ObjectStore, key: str, settings: Settings) -> Image.Image:
     )
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A photo whose header passed the checks, and its decode at the locator's small input
+    size, made in a loading thread (decoding reads the whole stream, so a corrupt file fails
+    there and is skipped). The crop is decoded later, at the scale its box needs."""
+
+    photo: Photo
+    small: Image.Image | None = None
+
+
+def load_photo(
+    store: ObjectStore, key: str, settings: Settings, small: int | None = None
+) -> Loaded:
+    """Fetch one object, check its header and, given `small`, decode it at a DCT scale of at
+    least `small x small`. Raises InvalidImageError or NotFoundError."""
+    body = store.get(key).body
+    photo = read_photo(
+        body, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+    )
+    return Loaded(photo, photo.decode(small, small) if small else None)
+
+
+def locate_photos(items: Sequence[Loaded | Photo | Image.Image], locator: Any) -> list:
+    """The locator's boxes in each photo's full-size pixels, found on its small decode (boxes
+    are predicted normalized, so they scale back exactly)."""
+    size = locator.config.input_size
+    full = [item.photo if isinstance(item, Loaded) else item for item in items]
+    small = [_small_decode(item, size) for item in items]
+    located = locator.locate(small)
+    return [
+        replace(found, box=scale_box(found.box, f.width / s.width, f.height / s.height))
+        for f, s, found in zip(full, small, located, strict=True)
+    ]
+
+
+def _small_decode(item: Loaded | Photo | Image.Image, size: int) -> Image.Image:
+    if isinstance(item, Loaded):
+        return item.small if item.small is not None else item.photo.decode(size, size)
+    return item if isinstance(item, Image.Image) else item.decode(size, size)
+
+
+def prepare_photo(
+    item: Loaded | Photo | Image.Image,
+    config: PreprocessConfig,
+    box: Sequence[float] | None = None,
+) -> Tensor:
+    """`prepare_image` of a photo decoded at the smallest scale that still gives the model its
+    input resolution for this crop (`box` in full-size pixels). A decoded image is used as is."""
+    if isinstance(item, Image.Image):
+        return prepare_image(item, config, box)
+    photo = item.photo if isinstance(item, Loaded) else item
+    size = (config.width, config.height)
+    if config.crop is None or box is None:
+        return prepare_image(photo.decode(*size), config)
+    crop = config.crop
+    factor = crop_scale(box, photo.width, photo.height, size, crop.margin, crop.bodice)
+    img = photo.decode(math.ceil(photo.width * factor), math.ceil(photo.height * factor))
+    return prepare_image(
+        img, config, scale_box(box, img.width / photo.width, img.height / photo.height)
+    )
+
+
+def prepare_many(
+    items: Sequence[Loaded | Photo | Image.Image],
+    boxes: Sequence[Sequence[float] | None],
+    config: PreprocessConfig,
+    pool: ThreadPoolExecutor,
+) -> list[Tensor | Exception]:
+    """`prepare_photo` of each item with its box, decoded and cropped in `pool`'s threads
+    (Pillow releases the GIL while decoding and resizing); a `LOAD_ERRORS` exception in place
+    of the tensor for a photo whose data turned out corrupt."""
+
+    def safe(item: Loaded | Photo | Image.Image, box: Sequence[float] | None):
+        try:
+            return prepare_photo(item, config, box)
+        except LOAD_ERRORS as exc:
+            return exc
+
+    return list(pool.map(safe, items, boxes))
+
+
 def decode_ahead(
     items: Iterable[T], load: Callable[[T], Any], *, workers: int = 2, ahead: int = 64
 ) -> Iterator[tuple[T, Any]]:
@@ -145,9 +228,11 @@ def prepare_records(
     boxes: list[tuple[float, float, float, float] | None] = []
     scores: list[float | None] = []
     skipped: list[Skipped] = []
+    small = locator.config.input_size if locator is not None and config.crop else None
     decoded = decode_ahead(
-        records, lambda r: read_image(catalog, r.object_key, settings), workers=workers
+        records, lambda r: load_photo(catalog, r.object_key, settings, small), workers=workers
     )
+    croppers = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="crop")
     bar = tqdm(total=len(records), desc="prepare images", unit="img", disable=not progress)
     for chunk in chunks(decoded, batch_size):
         good = [(r, img) for r, img in chunk if not isinstance(img, Exception)]
@@ -155,23 +240,29 @@ def prepare_records(
             log.warning("skipping %s: %s", record.image_id, error)
             skipped.append(Skipped(record.image_id, str(error)))
         located = _locate([img for _, img in good], locator, config)
-        for (record, img), found in zip(good, located, strict=True):
-            box = found.box if found is not None else None
-            tensors.append(prepare_image(img, config, box))
+        found_boxes = [found.box if found is not None else None for found in located]
+        crops = prepare_many([img for _, img in good], found_boxes, config, croppers)
+        for (record, _), found, box, crop in zip(good, located, found_boxes, crops, strict=True):
+            if isinstance(crop, Exception):  # the header was fine, the data is not
+                log.warning("skipping %s: %s", record.image_id, crop)
+                skipped.append(Skipped(record.image_id, str(crop)))
+                continue
+            tensors.append(crop)
             kept.append(record)
             boxes.append(tuple(box) if box is not None else None)
             scores.append(float(found.score) if found is not None else None)
         bar.update(len(chunk))
+    croppers.shutdown()
     bar.close()
     empty = torch.empty((0, 3, config.height, config.width), dtype=torch.uint8)
     images = torch.stack(tensors) if tensors else empty
     return PreparedImages(images, kept, boxes, scores, skipped)
 
 
-def _locate(images: list[Image.Image], locator: Any | None, config: PreprocessConfig) -> list:
+def _locate(images: list, locator: Any | None, config: PreprocessConfig) -> list:
     if locator is None or config.crop is None or not images:
         return [None] * len(images)
-    return list(locator.locate(images))
+    return locate_photos(images, locator)
 
 
 def train_transform(height: int, width: int) -> v2.Transform:

@@ -11,6 +11,7 @@ import io
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +21,12 @@ from PIL import Image
 from torch import Tensor
 
 from batch_jobs.engine import amp_dtype, pick_device
+from batch_jobs.facets.data import Loaded, locate_photos, prepare_many, prepare_photo
 from batch_jobs.facets.engine import forward_probs
 from batch_jobs.facets.model import FacetNet
-from batch_jobs.facets.preprocess import PreprocessConfig, prepare_image, to_model_input
+from batch_jobs.facets.preprocess import PreprocessConfig, to_model_input
 from batch_jobs.models import create_model
+from shared.images import Photo
 from shared.records import FacetPrediction, PredictionRecord
 from shared.registry import ModelKind, ModelRegistry
 from shared.taxonomy import Taxonomy
@@ -135,16 +138,21 @@ class FacetTagger:
     def facets(self) -> tuple[str, ...]:
         return self.taxonomy.facet_names
 
-    def prepare(self, images: Sequence[Image.Image]) -> tuple[Tensor, list, list]:
-        """uint8 (N, 3, H, W) model inputs, the located boxes and their scores."""
-        boxes: list = [None] * len(images)
-        scores: list = [None] * len(images)
-        if self.config.crop is not None and images:
-            located = self.locator.locate(list(images))
-            boxes = [tuple(found.box) for found in located]
-            scores = [float(found.score) for found in located]
-        pairs = zip(images, boxes, strict=True)
-        batch = [prepare_image(img, self.config, box) for img, box in pairs]
+    def locate(self, images: Sequence[Image.Image | Loaded | Photo]) -> tuple[list, list]:
+        """The located boxes (full-size pixels) and their scores; Nones when the model does not
+        crop."""
+        if self.config.crop is None or not images:
+            return [None] * len(images), [None] * len(images)
+        located = locate_photos(list(images), self.locator)
+        return [tuple(found.box) for found in located], [float(found.score) for found in located]
+
+    def prepare(
+        self, images: Sequence[Image.Image | Loaded | Photo], pool: ThreadPoolExecutor | None = None
+    ) -> tuple[Tensor, list, list]:
+        """uint8 (N, 3, H, W) model inputs, the located boxes and their scores. Photos not yet
+        decoded are decoded at the scale their crop needs, in `pool` when given."""
+        boxes, scores = self.locate(images)
+        batch = crops(images, boxes, self.config, pool)
         empty = torch.empty((0, 3, self.config.height, self.config.width), dtype=torch.uint8)
         stacked = torch.stack(batch) if batch else empty
         return stacked, boxes, scores
@@ -158,9 +166,11 @@ class FacetTagger:
             out = forward_probs(self.model, inputs, self.device, self.dtype)
         return {facet: probs.cpu().numpy() for facet, probs in out.items()}
 
-    def tag(self, images: Sequence[Image.Image]) -> list[Tagged]:
-        """Predictions for decoded RGB photos, one `Tagged` per photo."""
-        prepared, boxes, scores = self.prepare(images)
+    def tag(
+        self, images: Sequence[Image.Image | Loaded | Photo], pool: ThreadPoolExecutor | None = None
+    ) -> list[Tagged]:
+        """Predictions for photos (decoded RGB images, or not yet decoded), one `Tagged` each."""
+        prepared, boxes, scores = self.prepare(images, pool)
         probs = self.probs(prepared)
         return [
             Tagged(facet_predictions(probs, i, self.taxonomy), boxes[i], scores[i])
@@ -172,6 +182,22 @@ class FacetTagger:
         if self.version is None:
             raise ValueError("only a registered model version can store predictions")
         return prediction_record(image_id, self.version, tagged)
+
+
+def crops(
+    images: Sequence[Image.Image | Loaded | Photo],
+    boxes: Sequence,
+    config: PreprocessConfig,
+    pool: ThreadPoolExecutor | None = None,
+) -> list[Tensor]:
+    """`prepare_photo` of every image with its box; raises the first photo's decoding error."""
+    if pool is None:
+        return [prepare_photo(img, config, box) for img, box in zip(images, boxes, strict=True)]
+    made = prepare_many(images, boxes, config, pool)
+    for item in made:
+        if isinstance(item, Exception):
+            raise item
+    return made
 
 
 def facet_predictions(

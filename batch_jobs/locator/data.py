@@ -1,9 +1,10 @@
 """Training data of the locator: the boxed images of a labels snapshot, small and in memory.
 
 Only records with a dress box take part (the others stay in the facet model's data). Images
-are decoded through `shared.images.open_image`; an image that cannot be read is skipped and
-reported, never a crash. At the locator's input size an image is 3 x S x S bytes (48 KiB at
-128 px: 480 MB for 10k photos), so they are decoded once and no epoch decodes again.
+are checked by `shared.images.read_photo` and decoded at the smallest JPEG DCT scale still at
+least the input size, as the jobs' inference gets them; an image that cannot be read is
+skipped and reported, never a crash. At the locator's input size an image is 3 x S x S bytes
+(48 KiB at 128 px: 480 MB for 10k photos), so they are decoded once and no epoch decodes again.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tqdm import tqdm
 from batch_jobs.locator.boxes import normalize_box
 from batch_jobs.locator.preprocess import resize_image, to_batch
 from shared.errors import InvalidImageError, NotFoundError
-from shared.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, open_image
+from shared.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, read_photo
 from shared.ports import ObjectStore
 from shared.records import ImageStatus, LabelRecord
 
@@ -70,15 +71,16 @@ def load_data(
     for record in bar:
         try:
             body = catalog.get(record.object_key).body
-            img = open_image(body, max_bytes=max_bytes, max_pixels=max_pixels)
+            photo = read_photo(body, max_bytes=max_bytes, max_pixels=max_pixels)
+            img = photo.decode(input_size, input_size)
         except (InvalidImageError, NotFoundError) as exc:
             logger.warning("locator: skipping %s: %s", record.image_id, exc)
             skipped.append(Skipped(record.image_id, str(exc)))
             continue
         images.append(resize_image(img, input_size))
-        # The box is in pixels of the stored photo; the photo as decoded (EXIF applied) is the
-        # one the network sees, so normalize by its size.
-        boxes.append(normalize_box(record.bbox, img.width, img.height))
+        # The box is in pixels of the full-size upright photo (EXIF applied), the one the network
+        # sees reduced, so normalize by its full size.
+        boxes.append(normalize_box(record.bbox, photo.width, photo.height))
         ids.append(record.image_id)
     if images:
         data = BoxData(to_batch(images), torch.stack(boxes), ids)

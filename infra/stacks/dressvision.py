@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Size, Stack, Tags
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as event_sources
 from constructs import Construct
 
@@ -18,7 +21,7 @@ from infra.constructs.function import ProjectFunction
 from infra.constructs.gpu_jobs import GpuJobs
 from infra.constructs.lambda_package import LambdaPackage
 from infra.constructs.network import JobNetwork
-from infra.constructs.queue import QueueWithDeadLetter, visibility_timeout
+from infra.constructs.queue import QueueWithDeadLetter, dead_letter_queue, visibility_timeout
 from infra.constructs.review_loop import ReviewLoop
 from infra.constructs.tables import DataTables
 from infra.constructs.vectors import SimilarityVectors
@@ -35,6 +38,7 @@ from shared.keys import (
     FIRST_TRAINING_KEY,
     MANIFEST_PREFIX,
     MODELS_PREFIX,
+    PENDING_INFERENCE_PREFIX,
     SNAPSHOT_PREFIX,
     TRAIN_REQUEST_KEY,
     reinfer_markers_pattern,
@@ -42,6 +46,8 @@ from shared.keys import (
 )
 
 INGEST_TIMEOUT = Duration.minutes(3)  # a batch of 50 photos: HEAD + GET + decode check each
+FLUSH_TIMEOUT = Duration.minutes(5)  # lists and reads the window's pieces, writes manifests
+FLUSH_MEMORY_MB = 512
 INGEST_MEMORY_MB = 1024  # decoding a 50-megapixel photo takes ~150 MB; 1 GB also buys CPU
 SIMILAR_TIMEOUT = Duration.seconds(10)  # one GetVectors and one QueryVectors
 
@@ -64,6 +70,7 @@ class DressvisionStack(Stack):
         self.jobs = self._gpu_jobs()
         self.package = LambdaPackage(self, "LambdaPackage")
         self.ingest_queue, self.ingest = self._ingest()
+        self.flush = self._inference_window()
         self.loop = self._review_loop()
         self._grant_jobs()
         self._grant_review_loop()
@@ -82,6 +89,8 @@ class DressvisionStack(Stack):
             env.PREDICTIONS_TABLE: self.tables.predictions.table_name,
             env.TASKS_TABLE: self.tables.tasks.table_name,
             env.INFER_SHARD_SIZE: str(self.settings.infer_shard_size),
+            env.INFER_WINDOW_IMAGES: str(self.settings.infer_window_images),
+            env.INFER_WINDOW_SECONDS: str(60 * self.settings.infer_window_minutes),
             env.VECTOR_BUCKET: self.vectors.bucket_name,
             **self.model_environment(),
         }
@@ -175,18 +184,64 @@ class DressvisionStack(Stack):
         # Put (no delete): copying the last good version back over a bad re-upload.
         grants.objects(self.buckets.catalog, CATALOG_PREFIX, write=True)
         grants.objects(self.buckets.artifacts, MODELS_PREFIX, read=True)  # current.json
-        grants.objects(self.buckets.artifacts, MANIFEST_PREFIX, write=True)
+        grants.objects(self.buckets.artifacts, PENDING_INFERENCE_PREFIX, write=True)
         grants.table(self.tables.labels, write=True)
         grants.table(self.tables.predictions)  # what a redelivery still has to predict
         if s.first_train_min_images > 0:
             # A fresh stack's first training: claimed by creating the key (deleted again if
             # the submission fails), then submitted.
             grants.keys(self.buckets.artifacts, FIRST_TRAINING_KEY, read=True, write=True)
-            self.jobs.grant_submit(ingest.role, "infer", "train")
-        else:
-            self.jobs.grant_submit(ingest.role, "infer")
+            self.jobs.grant_submit(ingest.role, "train")
         self.vectors.grant_delete(ingest.role)  # an image that became invalid
         return queue, ingest
+
+    def _inference_window(self) -> ProjectFunction:
+        """A schedule -> `lambdas.flush.handler`: the uploads ingest queued during the window
+        become one array job per `infer_window_images` images. One flush at a time; a failed
+        one (after Lambda's retries) lands in a dead-letter queue with an alarm, and the next
+        window submits the same images (nothing is deleted before the submission succeeded)."""
+        s = self.settings
+        every = Duration.minutes(s.infer_window_minutes)
+        flush = ProjectFunction(
+            self,
+            "InferenceWindow",
+            package=self.package,
+            handler="lambdas.flush.handler",
+            description="Submits the uploads pending inference as few large array jobs",
+            environment={**self.data_environment(), **self.jobs.submission_environment()},
+            timeout=FLUSH_TIMEOUT,
+            memory_size=FLUSH_MEMORY_MB,
+            reserved_concurrency=1,  # two flushes would submit the same pieces twice
+        )
+        dead_letter = dead_letter_queue(
+            self, "InferenceWindowDeadLetters", fed_by="the inference window's failed flushes"
+        )
+        flush.function.configure_async_invoke(
+            on_failure=destinations.SqsDestination(dead_letter),
+            retry_attempts=2,
+            max_event_age=every,
+        )
+        events.Rule(
+            self,
+            "InferenceWindowSchedule",
+            description="dressvision: submit the uploads pending inference",
+            schedule=events.Schedule.rate(every),
+            targets=[
+                targets.LambdaFunction(
+                    flush.function,
+                    dead_letter_queue=dead_letter,
+                    retry_attempts=2,
+                    max_event_age=every,
+                )
+            ],
+        )
+        self.alerts.alarm_on_dead_letters("InferenceWindowFailures", dead_letter)
+        grants = RoleGrants(flush.role)
+        grants.objects(self.buckets.artifacts, PENDING_INFERENCE_PREFIX, read=True, write=True)
+        grants.objects(self.buckets.artifacts, MODELS_PREFIX, read=True)  # current versions
+        grants.objects(self.buckets.artifacts, MANIFEST_PREFIX, read=True, write=True)
+        self.jobs.grant_submit(flush.role, "infer")
+        return flush
 
     def _review_loop(self) -> ReviewLoop:
         """batch_events, review and collect with their queues and rules."""
@@ -332,6 +387,7 @@ class DressvisionStack(Stack):
             "PredictionsTable": self.tables.predictions.table_name,
             "JobQueue": self.jobs.job_queue.job_queue_arn,
             "IngestFunction": self.ingest.function.function_name,
+            "InferenceWindowFunction": self.flush.function.function_name,
             "IngestLogGroup": self.ingest.log_group.log_group_name,
             "JobLogGroup": self.jobs.log_group.log_group_name,
             "IngestDeadLetterQueue": self.ingest_queue.dead_letter.queue_url,

@@ -22,7 +22,10 @@ class RecordingLocator:
     """A locator double: the top-left quarter of every photo, and which images it saw."""
 
     def __init__(self, version: str):
+        from batch_jobs.locator.preprocess import LocatorConfig
+
         self.version = version
+        self.config = LocatorConfig()  # its input size: the scale photos are decoded at
         self.sizes: list[tuple[int, int]] = []
 
     def locate(self, images):

@@ -64,7 +64,7 @@ def test_catalog_uploads_notify_the_queue_the_ingest_lambda_consumes(cfn, synth)
 def test_every_queue_but_a_dead_letter_queue_has_a_redrive_policy(cfn, synth):
     queues = synth.of_type("AWS::SQS::Queue")
     dead_letter_ids = cfn.dead_letter_queue_ids(synth)
-    assert len(dead_letter_ids) == 4, "ingest, review, answers, batch_events"
+    assert len(dead_letter_ids) == 5, "ingest, inference window, review, answers, batch_events"
     for logical_id, queue in queues.items():
         props = queue["Properties"]
         assert props.get("SqsManagedSseEnabled") or props.get("KmsMasterKeyId"), logical_id
@@ -123,7 +123,7 @@ def test_every_lambda_is_ours_and_no_custom_resource_hides_another(synth):
 
 def test_no_lambda_role_writes_to_every_resource(cfn, synth):
     lambda_roles = cfn.roles_assumed_by(synth, "lambda.amazonaws.com")
-    assert len(lambda_roles) == 6  # ingest, batch_events, review, collect, web, similar
+    assert len(lambda_roles) == 7  # ingest, flush, batch_events, review, collect, web, similar
     for statement in cfn.statements_of_roles(synth, lambda_roles):
         if "*" in cfn.as_list(statement["Resource"]):
             writes = cfn.write_actions(statement)
@@ -150,12 +150,13 @@ def test_only_the_documented_mturk_actions_have_every_resource(cfn, mturk):
 
 
 def test_lambdas_submit_only_their_job_to_our_queue(cfn, synth):
-    """ingest and batch_events submit inference, collect training, ingest also a fresh
-    stack's first training; nobody else submits."""
+    """The inference window's flush and batch_events submit inference, collect training,
+    ingest a fresh stack's first training only; nobody else submits."""
     (queue_id,) = synth.of_type("AWS::Batch::JobQueue")
     names = {d["JobDefinitionName"] for d in synth.props("AWS::Batch::JobDefinition")}
     expected = {
-        "lambdas.ingest.handler": ("infer", "train"),
+        "lambdas.ingest.handler": ("train",),
+        "lambdas.flush.handler": ("infer",),
         "lambdas.batch_events.handler": ("infer",),
         "lambdas.collect.handler": ("train",),
         "lambdas.review.handler": None,
@@ -361,6 +362,29 @@ def test_dead_letters_and_failed_jobs_reach_the_encrypted_alarm_topic(cfn, synth
     assert rule["EventPattern"]["detail"]["status"] == ["FAILED"]
     assert rule["EventPattern"]["detail-type"] == ["Batch Job State Change"]
     assert not synth.of_type("AWS::SNS::Subscription")  # no alarmEmail in cdk.json
+
+
+def test_the_inference_window_flushes_on_a_schedule_one_at_a_time(cfn, synth):
+    """Ingest queues, a schedule flushes: one flush at a time, with the window settings in
+    its environment; its failed runs reach an alarmed dead-letter queue."""
+    flush = cfn.function_props(synth, "lambdas.flush.handler")
+    assert flush["ReservedConcurrentExecutions"] == 1
+    variables = flush["Environment"]["Variables"]
+    assert variables[env.INFER_WINDOW_IMAGES] == "50000"
+    assert variables[env.INFER_WINDOW_SECONDS] == "300"
+    (function_id,) = [
+        i
+        for i, r in synth.of_type("AWS::Lambda::Function").items()
+        if r["Properties"]["Handler"] == "lambdas.flush.handler"
+    ]
+    (rule,) = [
+        r
+        for r in synth.props("AWS::Events::Rule")
+        if [cfn.getatt_target(t["Arn"]) for t in r["Targets"]] == [function_id]
+    ]
+    assert rule["ScheduleExpression"] == "rate(5 minutes)"
+    (target,) = rule["Targets"]
+    assert cfn.getatt_target(target["DeadLetterConfig"]["Arn"]) in cfn.dead_letter_queue_ids(synth)
 
 
 def test_training_checkpoints_live_under_the_prefix_the_train_job_may_write():

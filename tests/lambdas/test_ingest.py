@@ -15,7 +15,8 @@ from shared.catalog import CatalogEntry
 from shared.env import Settings
 from shared.errors import JobSubmissionError
 from shared.ids import assign_split
-from shared.keys import current_model_key
+from shared.inference import flush_pending
+from shared.keys import PENDING_INFERENCE_PREFIX, current_model_key
 from shared.messages import JobRequest
 from shared.ports import JobRunner
 from shared.records import FacetPrediction, ImageStatus, LabelSource, PredictionRecord
@@ -155,6 +156,7 @@ def test_non_catalog_keys_are_ignored(ports, make_jpeg):
 
 def test_no_inference_job_before_a_model_exists(ports, make_jpeg):
     ingest.handle_sqs_batch(sqs_event(upload(ports, "catalog/p7/a.jpg", make_jpeg())), ports)
+    assert flush_pending(ports) == []
     assert ports.jobs.requests == []
 
 
@@ -163,6 +165,8 @@ def test_a_current_model_gets_a_manifest_and_an_array_job(ports, make_jpeg):
     bodies = [upload(ports, f"catalog/p8/{i}.jpg", make_jpeg()) for i in range(3)]
     bodies.append(upload(ports, "catalog/p8/broken.jpg", b"nope"))
     ingest.handle_sqs_batch(sqs_event(*bodies), ports)
+    assert ports.jobs.requests == []  # ingest only queues; the window's flush submits
+    assert flush_pending(ports) == ["job-1"]
 
     (request,) = ports.jobs.requests
     assert request.name == "infer"
@@ -173,21 +177,35 @@ def test_a_current_model_gets_a_manifest_and_an_array_job(ports, make_jpeg):
     assert {json.loads(line)["bucket"] for line in lines} == {ports.catalog.name}
 
 
-def test_a_failed_submission_is_retried_by_redelivery(ports, make_jpeg):
+def test_a_failed_flush_loses_nothing_and_the_next_one_submits(ports, make_jpeg):
     promote_model(ports, "v1")
     body = upload(ports, "catalog/p9/a.jpg", make_jpeg())
+    assert ingest.handle_sqs_batch(sqs_event(body), ports)["batchItemFailures"] == []
     ports.jobs.fail = True
-    assert ingest.handle_sqs_batch(sqs_event(body), ports)["batchItemFailures"] == [
-        {"itemIdentifier": "m0"}
-    ]
+    with pytest.raises(JobSubmissionError):
+        flush_pending(ports)
+    assert list(ports.artifacts.list(PENDING_INFERENCE_PREFIX))  # still pending
     ports.jobs.fail = False
-    ingest.handle_sqs_batch(sqs_event(body), ports)  # the redelivery: image UNCHANGED
-    assert len(ports.jobs.requests) == 1
+    ingest.handle_sqs_batch(sqs_event(body), ports)  # a redelivery rewrites the same piece
+    assert flush_pending(ports) == ["job-1"]
+    assert list(ports.artifacts.list(PENDING_INFERENCE_PREFIX)) == []
+    assert flush_pending(ports) == []
 
-    # Once predicted, a redelivery submits nothing more.
+    # Once predicted, a redelivery queues nothing more.
     probs = FacetPrediction(label="crew", prob=0.9, probs=[0.02, 0.9, 0.03, 0.03, 0.02])
     ports.predictions.put(
         PredictionRecord(image_id="p9/a", model_version="v1", facets={"neckline": probs})
     )
     ingest.handle_sqs_batch(sqs_event(body), ports)
+    assert flush_pending(ports) == []
     assert len(ports.jobs.requests) == 1
+
+
+def test_a_window_larger_than_the_limit_makes_one_job_per_window_images(ports, make_jpeg):
+    ports = replace(ports, settings=replace(ports.settings, infer_window_images=3))
+    promote_model(ports)
+    for batch in range(4):  # 4 ingest batches of 2 photos: 8 images pending
+        bodies = [upload(ports, f"catalog/q{batch}/{i}.jpg", make_jpeg()) for i in range(2)]
+        ingest.handle_sqs_batch(sqs_event(*bodies), ports)
+    assert flush_pending(ports) == ["job-1", "job-2", "job-3"]  # 3 + 3 + 2 images
+    assert [r.array_size for r in ports.jobs.requests] == [2, 2, None]  # shards of 2

@@ -22,7 +22,8 @@ from shared.catalog import METADATA_KEY, CatalogEntry
 from shared.env import Settings
 from shared.errors import ObjectStoreError
 from shared.images import open_image
-from shared.keys import current_model_key
+from shared.inference import flush_pending
+from shared.keys import PENDING_INFERENCE_PREFIX, current_model_key
 from shared.records import ImageStatus
 
 
@@ -200,6 +201,10 @@ def test_a_redelivered_batch_writes_the_same_manifest_and_submits_one_job(ports,
     bodies = [upload(ports, f"catalog/p1/{i}.jpg", make_jpeg(color=(i, 0, 0))) for i in range(2)]
     ingest.handle_sqs_batch(sqs_event(*bodies), ports)
     ingest.handle_sqs_batch(sqs_event(*bodies), ports)  # no prediction yet: the same entries
+    assert len(list(ports.artifacts.list(PENDING_INFERENCE_PREFIX))) == 1  # the same piece
+    flush_pending(ports)
+    ingest.handle_sqs_batch(sqs_event(*bodies), ports)  # redelivered after the window
+    flush_pending(ports)  # the same manifest: found submitted, not submitted again
     assert len(ports.jobs.requests) == 1
     assert len(list(ports.artifacts.list("manifests/infer/"))) >= 1
     manifests = {r.args[-1] for r in ports.jobs.requests}

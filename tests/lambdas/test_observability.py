@@ -59,7 +59,7 @@ def test_ingest_prints_its_metrics_and_logs_with_ids(uploads, lambda_context, ca
     assert emf_metrics(documents) == {
         env.METRIC_IMAGES_INGESTED: 1.0,
         env.METRIC_IMAGES_INVALID: 1.0,
-        env.METRIC_JOBS_SUBMITTED: 1.0,
+        env.METRIC_JOBS_SUBMITTED: 0.0,  # queued for the inference window, not submitted
     }
     logs = [d for d in documents if "_aws" not in d]
     (failed,) = [d for d in logs if d["level"] == "ERROR"]
@@ -67,7 +67,7 @@ def test_ingest_prints_its_metrics_and_logs_with_ids(uploads, lambda_context, ca
     assert "image_id" not in failed  # the previous message's image is not this one's
     assert failed["function_name"] == lambda_context.function_name
     (summary,) = [d for d in logs if d["message"].startswith("ingest batch")]
-    assert summary["job_id"]  # the inference job submitted
+    assert "'inference_queued': 1" in summary["message"]
     assert summary["name"] == "lambdas.ingest" and "cold_start" in summary
 
 

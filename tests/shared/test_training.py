@@ -25,6 +25,7 @@ from shared.backends import build_ports
 from shared.catalog import CatalogEntry
 from shared.embedded.jobs import LocalJobRunner
 from shared.env import Settings
+from shared.inference import flush_pending
 from shared.keys import FIRST_TRAINING_KEY, TRAIN_REQUEST_KEY, current_model_key
 from shared.ports import Ports
 from shared.recipe import trains_locator
@@ -170,7 +171,9 @@ def test_no_first_training_when_a_model_is_current_or_the_setting_is_off(recorde
     assert recorded.jobs.requests == []
     recorded.artifacts.put(current_model_key("facets"), json.dumps({"version": "v1"}).encode())
     ingest_batch(recorded, 4, 4)
-    assert [r.name for r in recorded.jobs.requests] == ["infer"]  # tagged, not trained
+    assert recorded.jobs.requests == []  # not trained: queued for the inference window
+    flush_pending(recorded)
+    assert [r.name for r in recorded.jobs.requests] == ["infer"]
 
 
 def test_a_failed_first_submission_is_retried_by_the_redelivered_batch(recorded):
