@@ -49,6 +49,10 @@ class StageSettings:
     infer_batch_size: int = 64  # images per forward pass
     image_size: int = 128  # training input size (the recipe's); inference uses the model's own
     train_batch_size: int = 32  # images per training step (the recipe's)
+    # The training recipe's starting weights (DRESSVISION_TRAIN_WEIGHTS): torchvision's named
+    # ImageNet weights, baked into the job image (the jobs' VPC has no internet route); "" for
+    # random init, as on a laptop. Real catalogs need pretrained weights (README, "The models").
+    train_weights: str = "IMAGENET1K_V1"
     infer_shard_size: int = 500  # images per array-job child (DRESSVISION_INFER_SHARD_SIZE)
     # Inference windows: every infer_window_minutes the pending uploads are submitted as array
     # jobs of at most infer_window_images images (DRESSVISION_INFER_WINDOW_*).

@@ -50,6 +50,8 @@ INFER_WINDOW_SECONDS = "DRESSVISION_INFER_WINDOW_SECONDS"
 # handler submits use them, unless an option says otherwise.
 IMAGE_SIZE = "DRESSVISION_IMAGE_SIZE"  # training input pixels; inference uses the model's own
 TRAIN_BATCH_SIZE = "DRESSVISION_TRAIN_BATCH_SIZE"  # images per training step
+# The training recipe's starting weights: a torchvision weights name (IMAGENET1K_V1) or a file.
+TRAIN_WEIGHTS = "DRESSVISION_TRAIN_WEIGHTS"
 # Labeled images a fresh deployment waits for before ingest submits its first training by itself
 # (locator included); 0 turns that off.
 FIRST_TRAIN_MIN_IMAGES = "DRESSVISION_FIRST_TRAIN_MIN_IMAGES"
@@ -168,6 +170,7 @@ class Settings:
     # The training recipe's sizes for this deployment; None: the recipe's own (shared/recipe.py).
     image_size: int | None = None
     train_batch_size: int | None = None
+    train_weights: str | None = None  # None: random init (the recipe's own default)
     first_train_min_images: int = 0  # off unless set (infra sets it on AWS)
     workforce: str = "internal"
     max_assignments: int = 3
@@ -244,6 +247,7 @@ class Settings:
             infer_window_seconds=_int(env, INFER_WINDOW_SECONDS, cls.infer_window_seconds),
             image_size=_optional_int(env, IMAGE_SIZE),
             train_batch_size=_optional_int(env, TRAIN_BATCH_SIZE),
+            train_weights=env.get(TRAIN_WEIGHTS) or None,
             first_train_min_images=_int(env, FIRST_TRAIN_MIN_IMAGES, cls.first_train_min_images),
             workforce=env.get(WORKFORCE, cls.workforce),
             max_assignments=_int(env, MAX_ASSIGNMENTS, cls.max_assignments),
@@ -307,6 +311,7 @@ class Settings:
             INFER_WINDOW_SECONDS: str(self.infer_window_seconds),
             IMAGE_SIZE: "" if self.image_size is None else str(self.image_size),
             TRAIN_BATCH_SIZE: "" if self.train_batch_size is None else str(self.train_batch_size),
+            TRAIN_WEIGHTS: self.train_weights or "",
             FIRST_TRAIN_MIN_IMAGES: str(self.first_train_min_images),
             WORKFORCE: self.workforce,
             MAX_ASSIGNMENTS: str(self.max_assignments),

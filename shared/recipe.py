@@ -79,10 +79,15 @@ class TrainingRecipe:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrainingRecipe:
-        """The deployment's recipe: the defaults with its configured image and batch sizes
-        (`DRESSVISION_IMAGE_SIZE`, `DRESSVISION_TRAIN_BATCH_SIZE`), where it sets them."""
-        sizes = {"image_size": settings.image_size, "batch_size": settings.train_batch_size}
-        return cls(**{name: value for name, value in sizes.items() if value is not None})
+        """The deployment's recipe: the defaults with its configured image and batch sizes and
+        starting weights (`DRESSVISION_IMAGE_SIZE`, `DRESSVISION_TRAIN_BATCH_SIZE`,
+        `DRESSVISION_TRAIN_WEIGHTS`), where it sets them."""
+        configured = {
+            "image_size": settings.image_size,
+            "batch_size": settings.train_batch_size,
+            "weights": settings.train_weights,
+        }
+        return cls(**{name: value for name, value in configured.items() if value is not None})
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, base: TrainingRecipe) -> TrainingRecipe:

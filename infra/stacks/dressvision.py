@@ -104,6 +104,7 @@ class DressvisionStack(Stack):
             env.INFER_BATCH_SIZE: str(s.infer_batch_size),
             env.IMAGE_SIZE: str(s.image_size),
             env.TRAIN_BATCH_SIZE: str(s.train_batch_size),
+            env.TRAIN_WEIGHTS: s.train_weights,
         }
 
     def workforce_environment(self) -> dict[str, str]:

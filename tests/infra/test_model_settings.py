@@ -4,10 +4,12 @@ jobs (their recipe, their infer batch size) and the train job (a job submitted b
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from infra.settings import StageSettings
+from shared import env
 from shared.env import Settings
 from shared.keys import FIRST_TRAINING_KEY
 from shared.recipe import TrainingRecipe
@@ -43,6 +45,21 @@ def test_the_stage_defaults_are_the_training_recipe():
     assert (stage.image_size, stage.train_batch_size) == (recipe.image_size, recipe.batch_size)
 
 
+def test_the_cloud_recipe_starts_from_imagenet_weights_baked_into_the_job_image():
+    stage = StageSettings()
+    assert stage.train_weights == "IMAGENET1K_V1"
+    recipe = TrainingRecipe.from_settings(Settings.from_env({env.TRAIN_WEIGHTS: "IMAGENET1K_V1"}))
+    assert recipe.weights == "IMAGENET1K_V1"
+    assert recipe.to_args()[recipe.to_args().index("--weights") + 1] == "IMAGENET1K_V1"
+    # The jobs' VPC has no internet route: the image must carry those weights of the default
+    # backbone in its torch hub cache.
+    dockerfile = (Path(__file__).parents[2] / "batch_jobs" / "Dockerfile").read_text()
+    assert f"ARG PRETRAINED=ResNet18_Weights.{stage.train_weights}" in dockerfile
+    assert TrainingRecipe().arch == "resnet18"
+    # A laptop's recipe stays random init unless asked.
+    assert TrainingRecipe.from_settings(Settings.from_env({})).weights is None
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("handler", SUBMITTERS)
 def test_submitters_read_the_stage_model_settings(cfn, sized, handler):
@@ -50,7 +67,7 @@ def test_submitters_read_the_stage_model_settings(cfn, sized, handler):
     assert (settings.image_size, settings.train_batch_size) == (160, 24)
     assert settings.infer_batch_size == 48
     recipe = TrainingRecipe.from_settings(settings)
-    assert (recipe.image_size, recipe.batch_size) == (160, 24)
+    assert (recipe.image_size, recipe.batch_size, recipe.weights) == (160, 24, "IMAGENET1K_V1")
 
 
 @pytest.mark.slow
@@ -63,6 +80,7 @@ def test_the_train_job_and_ingest_read_the_rest(cfn, sized):
     variables = {e["Name"]: e["Value"] for e in train["ContainerProperties"]["Environment"]}
     settings = _settings(variables)
     assert (settings.image_size, settings.train_batch_size) == (160, 24)
+    assert settings.train_weights == "IMAGENET1K_V1"  # the job submitted by hand too
     ingest = _settings(cfn.function_props(sized, SUBMITTERS[0])["Environment"]["Variables"])
     assert ingest.first_train_min_images == 50
 
