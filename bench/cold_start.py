@@ -47,7 +47,15 @@ from infra.bundling import (  # noqa: E402
 )
 from infra.constructs.lambda_package import SOURCE_FOLDERS  # noqa: E402
 
-HANDLERS = ("lambdas.ingest", "lambdas.review", "lambdas.collect", "lambdas.batch_events")
+HANDLERS = (
+    "lambdas.ingest",
+    "lambdas.review",
+    "lambdas.collect",
+    "lambdas.batch_events",
+    "lambdas.flush",
+    "lambdas.similar",
+    "lambdas.web",
+)
 TARGET_MS = 300.0
 RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "six"}
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
