@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where vectors are handled: not by every Lambda at start
+    import numpy as np
 
 Op = Literal["eq", "ne"]
 
@@ -67,6 +68,8 @@ def normalized_rows(vectors: Sequence[Sequence[float]] | np.ndarray, dim: int | 
     """float32 (n, d) rows scaled to unit length (a single vector becomes one row).
     ValueError for a wrong width, a zero row or a non-finite value (S3 Vectors refuses those
     too: a cosine index has no direction for a zero vector)."""
+    import numpy as np
+
     array = np.asarray(vectors, dtype=np.float32)
     if array.ndim == 1:
         array = array[None, :]

@@ -16,14 +16,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from shared.errors import NotFoundError
 from shared.ports import Ports
 from shared.records import LabelRecord, LabelSource, PredictionRecord
 from shared.registry import ModelKind, ModelRegistry
-from shared.relabel import SuspiciousLabel, find_suspicious
 from shared.tasks import RelabelTask
+
+if TYPE_CHECKING:  # the ranking (numpy) is imported by the review queue only, on first use
+    from shared.relabel import SuspiciousLabel
 
 SPLITS = ("train", "test")
 GRID_PAGE = 48
@@ -366,6 +368,8 @@ class WebData:
         return queue
 
     def suspicious(self) -> list[SuspiciousLabel]:
+        from shared.relabel import find_suspicious
+
         version = self.current()
         if version is None:
             return []
