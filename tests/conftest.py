@@ -362,3 +362,43 @@ def quick_args_fixture():
 def locator_size() -> int:
     """The side of a `drawn_photo`, and the locator's input size in `quick_args`."""
     return LOCATOR_SIZE
+
+
+def moto_batch_queue(job: str, region: str = "us-east-1") -> tuple[str, str]:
+    """A job queue and the `dv-<job>` job definition (`python -m batch_jobs.<job>`) on moto's
+    AWS Batch (inside `mock_aws`): (queue ARN, definition ARN)."""
+    import boto3
+
+    iam = boto3.client("iam", region_name=region)
+    role = iam.create_role(
+        RoleName="batch-service",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+    )["Role"]["Arn"]
+    batch = boto3.client("batch", region_name=region)
+    environment = batch.create_compute_environment(
+        computeEnvironmentName="gpu", type="UNMANAGED", state="ENABLED", serviceRole=role
+    )
+    queue = batch.create_job_queue(
+        jobQueueName="dv-gpu",
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[
+            {"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}
+        ],
+    )
+    definition = batch.register_job_definition(
+        jobDefinitionName=f"dv-{job}",
+        type="container",
+        containerProperties={
+            "image": "dressvision:latest",
+            "vcpus": 1,
+            "memory": 512,
+            "command": ["python", "-m", f"batch_jobs.{job}"],
+        },
+    )
+    return queue["jobQueueArn"], definition["jobDefinitionArn"]
+
+
+@pytest.fixture(scope="session", name="moto_batch_queue")
+def moto_batch_queue_fixture():
+    return moto_batch_queue

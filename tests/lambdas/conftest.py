@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import boto3
@@ -36,37 +35,8 @@ REGION = "us-east-1"
 CATALOG, ARTIFACTS = "dv-catalog", "dv-artifacts"
 
 
-def _batch_queue_and_definition() -> tuple[str, str]:
-    iam = boto3.client("iam", region_name=REGION)
-    role = iam.create_role(
-        RoleName="batch-service",
-        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
-    )["Role"]["Arn"]
-    batch = boto3.client("batch", region_name=REGION)
-    env = batch.create_compute_environment(
-        computeEnvironmentName="gpu", type="UNMANAGED", state="ENABLED", serviceRole=role
-    )
-    queue = batch.create_job_queue(
-        jobQueueName="dv-gpu",
-        state="ENABLED",
-        priority=1,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}],
-    )
-    definition = batch.register_job_definition(
-        jobDefinitionName="dv-infer",
-        type="container",
-        containerProperties={
-            "image": "dressvision:latest",
-            "vcpus": 1,
-            "memory": 512,
-            "command": ["python", "-m", "batch_jobs.infer"],
-        },
-    )
-    return queue["jobQueueArn"], definition["jobDefinitionArn"]
-
-
 @pytest.fixture
-def aws(aws_env, monkeypatch):
+def aws(aws_env, monkeypatch, moto_batch_queue):
     """S3 buckets with the catalog notification to SQS, the tables and a Batch queue on moto,
     and the environment the ingest Lambda reads; `aws["receive_all"]()` is the SQS event."""
     with mock_aws(config={"batch": {"use_docker": False}}):
@@ -93,7 +63,7 @@ def aws(aws_env, monkeypatch):
             },
         )
         create_tables(boto3.client("dynamodb", region_name=REGION), "Labels", "Predictions")
-        job_queue, infer_definition = _batch_queue_and_definition()
+        job_queue, infer_definition = moto_batch_queue("infer", REGION)
         for name, value in {
             "DRESSVISION_BACKEND": "aws",
             "DRESSVISION_CATALOG_BUCKET": CATALOG,

@@ -203,7 +203,7 @@ def test_concurrent_batches_submit_one_first_training(recorded):
 
 
 @pytest.fixture
-def aws(aws_env):
+def aws(aws_env, moto_batch_queue):
     """Ports on S3, DynamoDB and AWS Batch (moto, no containers run)."""
     with mock_aws(config={"batch": {"use_docker": False}}):
         s3 = boto3.client("s3", region_name=REGION)
@@ -212,7 +212,7 @@ def aws(aws_env):
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         create_tables(dynamodb, "Labels", "Predictions")
         create_tasks_table(dynamodb, "Tasks")
-        queue, definition = _batch_queue_and_train_definition()
+        queue, definition = moto_batch_queue("train", REGION)
         settings = Settings(
             backend="aws",
             catalog_bucket="dv-catalog",
@@ -227,37 +227,6 @@ def aws(aws_env):
             **SIZES,
         )
         yield build_ports(settings)
-
-
-def _batch_queue_and_train_definition() -> tuple[str, str]:
-    iam = boto3.client("iam", region_name=REGION)
-    role = iam.create_role(
-        RoleName="batch-service",
-        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
-    )["Role"]["Arn"]
-    batch = boto3.client("batch", region_name=REGION)
-    environment = batch.create_compute_environment(
-        computeEnvironmentName="gpu", type="UNMANAGED", state="ENABLED", serviceRole=role
-    )
-    queue = batch.create_job_queue(
-        jobQueueName="dv-gpu",
-        state="ENABLED",
-        priority=1,
-        computeEnvironmentOrder=[
-            {"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}
-        ],
-    )
-    definition = batch.register_job_definition(
-        jobDefinitionName="dv-train",
-        type="container",
-        containerProperties={
-            "image": "dressvision:latest",
-            "vcpus": 1,
-            "memory": 512,
-            "command": ["python", "-m", "batch_jobs.train"],
-        },
-    )
-    return queue["jobQueueArn"], definition["jobDefinitionArn"]
 
 
 def submitted_args(job_id: str) -> list[str]:
