@@ -67,6 +67,13 @@ from shared.training import training_request
 
 logger = logging.getLogger(__name__)
 
+
+def _ids(task_id: str) -> dict[str, str]:
+    """A task-level log line's structured keys: in a Lambda the JSON formatter prints each as
+    its own field, so an operator finds every line of a task by `task_id`."""
+    return {"task_id": task_id}
+
+
 OOF_SUFFIX = "+oof"
 UPDATE_ATTEMPTS = 5
 # How long a task's signed image link works: a HIT lives a week and more answers can be asked
@@ -421,13 +428,17 @@ def _note(ports: Ports, task: RelabelTask, note: str, **changes) -> RelabelTask 
         except ConflictError:
             continue
         except Exception:
-            logger.exception("task %s: could not record %r", task.task_id, note)
+            logger.exception(
+                "task %s: could not record %r", task.task_id, note, extra=_ids(task.task_id)
+            )
             return None
     return None
 
 
 def _fail(ports: Ports, task: RelabelTask, exc: BaseException, summary: CollectSummary) -> None:
-    logger.warning("task %s failed in this collect pass: %r", task.task_id, exc)
+    logger.warning(
+        "task %s failed in this collect pass: %r", task.task_id, exc, extra=_ids(task.task_id)
+    )
     summary.failed += 1
     current = ports.tasks.get(task.task_id) or task
     _note(
@@ -485,6 +496,7 @@ def _apply_outcome(
                 task.facet,
                 task.current_label,
                 current,
+                extra=_ids(task.task_id),
             )
             return "conflict"
         try:
@@ -649,6 +661,18 @@ def _decide(
             ),
             task.version,
         )
+        logger.info(
+            "task %s: %s of %s %s (%s -> %s, posterior %.3f, %d answers)",
+            task.task_id,
+            task.facet,
+            task.image_id,
+            result,
+            task.current_label,
+            label,
+            decision.confidence,
+            len(task.votes),
+            extra={**_ids(task.task_id), "image_id": task.image_id},
+        )
         summary.decided += result != "conflict"
         summary.conflicts += result == "conflict"
         summary.changed += result == "changed"
@@ -721,6 +745,7 @@ def answer_as_staff(
                 task.provider,
                 task.external_id,
                 task.provider,
+                extra=_ids(task_id),
             )
     return result
 

@@ -127,3 +127,43 @@ def test_a_paid_workforce_reports_what_it_spent_and_what_is_left(lambda_context,
         env.METRIC_BUDGET_SPENT_USD: 0.6,
         env.METRIC_BUDGET_LEFT_USD: 9.4,
     }
+
+
+def test_task_level_lines_carry_the_task_id(relabel_ports, crowd, logs):
+    """An operator searches one task's story by `task_id`: every task-level line of collect
+    (a failure, a decision) is a JSON document with the id as its own key."""
+    from lambdas import collect as collect_lambda
+    from lambdas import review as review_lambda
+
+    class Down:
+        name = crowd.name
+
+        def __getattr__(self, attribute):
+            return getattr(crowd, attribute)
+
+        def fetch_votes(self, task):
+            raise ConnectionError("provider down")
+
+    observability._configure_once()  # what the first invocation in a Lambda does
+    message = {"Records": [{"messageId": "m1", "body": json.dumps({"model_version": "v1"})}]}
+    review_lambda.handle_sqs_batch(message, relabel_ports, crowd)
+    task_ids = {t.task_id for t in relabel_ports.tasks.list()}
+    assert task_ids
+
+    collect_lambda.handle_event({"source": "aws.events"}, relabel_ports, Down())
+    failed = [d for d in printed_json(logs.getvalue()) if d["level"] == "WARNING"]
+    assert {d.get("task_id") for d in failed} == task_ids
+    assert all("provider down" in d["message"] for d in failed)
+
+    logs.seek(0)
+    logs.truncate()
+    for _ in range(3):
+        collect_lambda.handle_event({"source": "aws.events"}, relabel_ports, crowd)
+    lines = printed_json(logs.getvalue())
+    decided = [d for d in lines if d.get("task_id") and "posterior" in d["message"]]
+    assert decided and {d["task_id"] for d in decided} <= task_ids
+    for line in decided:
+        assert line["task_id"] in line["message"] and line["image_id"] in line["message"]
+        assert line["level"] == "INFO" and line["name"] == "shared.relabel"
+    summary = [d for d in lines if d["message"].startswith("collect:")]
+    assert summary and "task_id" not in summary[-1]  # a pass's summary is not one task's
