@@ -53,7 +53,7 @@ class StageSettings:
     # ImageNet weights, baked into the job image (the jobs' VPC has no internet route); "" for
     # random init, as on a laptop. Real catalogs need pretrained weights (README, "The models").
     train_weights: str = "IMAGENET1K_V1"
-    infer_shard_size: int = 500  # images per array-job child (DRESSVISION_INFER_SHARD_SIZE)
+    infer_shard_size: int = 5_000  # images per array-job child (DRESSVISION_INFER_SHARD_SIZE)
     # Inference windows: every infer_window_minutes the pending uploads are submitted as array
     # jobs of at most infer_window_images images (DRESSVISION_INFER_WINDOW_*).
     infer_window_images: int = 50_000

@@ -163,7 +163,7 @@ class Settings:
     split_salt: str = ""
     max_image_bytes: int = 30 * 1024 * 1024
     max_image_pixels: int = 50_000_000
-    infer_shard_size: int = 500
+    infer_shard_size: int = 5_000
     infer_batch_size: int = 64
     infer_window_images: int = 50_000  # images per array job (100 children of 500)
     infer_window_seconds: int = 300  # how often the pending uploads are flushed

@@ -103,7 +103,7 @@ def _notifications(keys: list[str], bucket: str) -> dict:
 @pytest.mark.slow
 def test_ten_thousand_uploads_make_one_array_job_per_window(aws, lambda_context, monkeypatch):
     """10,000 upload notifications in SQS batches of 10 (1,000 ingest invocations, which
-    submitted 1,000 jobs before the windows) -> one window -> one array job of 20 children.
+    submitted 1,000 jobs before the windows) -> one window -> one array job of 2 children.
     Registration is stubbed (tested above): this counts what is queued and submitted."""
     aws["s3"].put_object(
         Bucket=aws["artifacts"], Key=current_model_key("facets"), Body=json.dumps({"version": "v1"})
@@ -123,7 +123,7 @@ def test_ten_thousand_uploads_make_one_array_job_per_window(aws, lambda_context,
     assert batch.list_jobs(jobQueue=aws["job_queue"])["jobSummaryList"] == []  # none yet
     (job_id,) = flush.handler({}, lambda_context)["jobs"]
     (job,) = batch.describe_jobs(jobs=[job_id])["jobs"]
-    assert job["arrayProperties"]["size"] == 20  # 10,000 images / 500 per child
+    assert job["arrayProperties"]["size"] == 2  # 10,000 images / 5,000 per child
     command = job["container"]["command"]
     manifest = aws["s3"].get_object(
         Bucket=aws["artifacts"], Key=command[command.index("--manifest") + 1]
