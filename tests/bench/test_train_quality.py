@@ -51,6 +51,9 @@ def test_worst_pairs_are_the_largest_off_diagonal_cells_with_the_share_of_the_tr
         {"true": "cap", "predicted": "short", "count": 2, "share": 0.5},
     ]
     assert worst_pairs([[5, 0], [0, 5]], ["v-neck", "crew"], top=2) == []  # no confusion
+    # Same count and share: the true class's taxonomy order decides (a stable report).
+    tied = worst_pairs([[1, 0, 1], [1, 1, 0], [0, 0, 1]], ["a", "b", "c"], top=2)
+    assert [(pair["true"], pair["predicted"]) for pair in tied] == [("a", "c"), ("b", "a")]
 
 
 def test_worst_pairs_read_the_matrix_as_the_evaluation_stores_it():
