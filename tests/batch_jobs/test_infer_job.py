@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 
 import pytest
@@ -231,3 +232,61 @@ def test_staging_stays_one_batch_ahead_of_the_model(ports):
         for consumed, _ in enumerate(staged_batches(_cropping_tagger(ports), batches(), pool)):
             assert len(pulled) <= consumed + 2  # memory: this batch and the next one's crops
     assert len(pulled) == 5
+
+
+def test_on_a_cpu_the_model_leaves_the_decoders_their_cores_and_gives_them_back():
+    import torch
+
+    from batch_jobs.infer import cores_shared_with_decoding
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(6)
+        with cores_shared_with_decoding(torch.device("cpu"), workers=2) as threads:
+            assert threads == torch.get_num_threads() == 4
+        assert torch.get_num_threads() == 6  # in-process callers keep their setting
+        with cores_shared_with_decoding(torch.device("cpu"), workers=8) as threads:
+            assert threads == 1  # never fewer than one
+        with cores_shared_with_decoding(torch.device("cuda"), workers=2) as threads:
+            assert threads == 6  # on a GPU the CPU threads are the decoders' anyway
+        with pytest.raises(RuntimeError), cores_shared_with_decoding(torch.device("cpu"), 2):
+            raise RuntimeError("the job failed")
+        assert torch.get_num_threads() == 6
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="per-thread priorities are Linux's")
+def test_the_decoding_threads_yield_the_cores_to_the_model(ports, monkeypatch):
+    """Every thread that loads or crops for the job runs niced below the model's thread."""
+    import threading
+
+    from batch_jobs import infer
+    from batch_jobs.facets import data
+
+    seen: dict[str, int] = {}
+
+    def priority() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def spy(real):
+        def wrapped(*args, **kwargs):
+            seen[threading.current_thread().name] = priority()
+            return real(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(infer, "load_photo", spy(data.load_photo))
+    monkeypatch.setattr(infer, "prepare_photo", spy(data.prepare_photo))
+    tagger = _cropping_tagger(ports)
+    entries = []
+    for i in range(4):
+        key = f"catalog/p{i}/img.jpg"
+        ports.catalog.put(key, _big_photo(i))
+        entries.append(ManifestEntry(image_id=f"p{i}/img", bucket=ports.catalog.name, key=key))
+
+    model_thread = priority()
+    assert infer.run_inference(ports, entries, tagger, batch_size=2, workers=2).tagged == 4
+    assert any(name.startswith("crop") for name in seen) and len(seen) >= 2
+    assert all(nice > model_thread for nice in seen.values()), seen
+    assert priority() == model_thread  # the caller's own thread is left as it was
