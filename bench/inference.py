@@ -27,6 +27,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+# The inference job runs with sleeping OpenMP threads (batch_jobs/infer.py); so does this.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 

@@ -49,6 +49,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import get_args
 
+# The inference job runs with sleeping OpenMP threads (batch_jobs/infer.py); so does this.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -302,6 +304,7 @@ def main() -> int:
             "processor": platform.processor() or platform.machine(),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "load_average_at_end": os.getloadavg(),
         },
         "photos": {"size": list(SIZE), "jpeg_quality": 90, "distinct": len(entries)},

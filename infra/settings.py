@@ -69,6 +69,9 @@ class StageSettings:
     workforce: Workforce = "internal"
     budget_cap_usd: float = 50.0  # MTurk rewards + fees of all published HITs
     retrain_threshold: int = 100  # changed labels before a retrain is submitted
+    # Rounds: after each retrain the review runs again on the new model, until a round changed
+    # fewer labels than this (DRESSVISION_LOOP_MIN_CHANGES): the loop has converged.
+    loop_min_changes: int = 10
     max_assignments: int = 3  # answers asked per relabel task when it is published
     mturk_production: bool = False  # False: the MTurk sandbox (no money); True: real workers
     # Workers estimated less accurate than this are kept out of new tasks (MTurk: a
@@ -117,6 +120,7 @@ class StageSettings:
         self._check_workforce()
         _check(self.budget_cap_usd >= 0, "budgetCapUsd", "not negative")
         _check(self.retrain_threshold >= 1, "retrainThreshold", "at least 1")
+        _check(self.loop_min_changes >= 1, "loopMinChanges", "at least 1")
         _check(
             0.0 <= self.min_worker_accuracy < 1.0,
             "minWorkerAccuracy",

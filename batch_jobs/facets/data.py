@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -177,36 +175,11 @@ def prepare_many(
     return list(pool.map(safe, items, boxes))
 
 
-DECODER_NICENESS = 10
-
-
-def lower_thread_priority(increment: int = DECODER_NICENESS) -> None:
-    """A thread pool's initializer: its threads yield the cores to the model's thread. Where
-    decoding and the model share the cores (a CPU job), decoding threads at normal priority
-    keep taking the core the model's thread wants between its operators, and the model, the
-    stage that cannot run ahead, waits; niced, they use what the model leaves. On 2 cores at
-    2000 x 3000 this measured 94.8-96.7 images/s end to end against 84.6-88.7 (the photos of
-    bench/inference_large.py). Linux gives each thread its own nice value; elsewhere, or
-    where the kernel refuses, nothing changes."""
-    try:
-        thread = threading.get_native_id()
-        current = os.getpriority(os.PRIO_PROCESS, thread)
-        os.setpriority(os.PRIO_PROCESS, thread, min(19, current + increment))
-    except (AttributeError, OSError):  # no per-thread priorities here: run as is
-        pass
-
-
 def decode_ahead(
-    items: Iterable[T],
-    load: Callable[[T], Any],
-    *,
-    workers: int = 2,
-    ahead: int = 64,
-    initializer: Callable[[], None] | None = None,
+    items: Iterable[T], load: Callable[[T], Any], *, workers: int = 2, ahead: int = 64
 ) -> Iterator[tuple[T, Any]]:
-    """`(item, load(item))` in input order, loading up to `ahead` items in the background
-    (`initializer` runs once in each loading thread). A `LOAD_ERRORS` exception is yielded in
-    place of the result, not raised."""
+    """`(item, load(item))` in input order, loading up to `ahead` items in the background.
+    A `LOAD_ERRORS` exception is yielded in place of the result, not raised."""
 
     def safe(item: T) -> Any:
         try:
@@ -214,7 +187,7 @@ def decode_ahead(
         except LOAD_ERRORS as exc:
             return exc
 
-    with ThreadPoolExecutor(max_workers=max(1, workers), initializer=initializer) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         pending = []
         for item in items:
             pending.append((item, pool.submit(safe, item)))

@@ -234,59 +234,28 @@ def test_staging_stays_one_batch_ahead_of_the_model(ports):
     assert len(pulled) == 5
 
 
-def test_on_a_cpu_the_model_leaves_the_decoders_their_cores_and_gives_them_back():
-    import torch
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_the_job_process_lets_openmp_threads_sleep_unless_told_otherwise(given, expected):
+    """`python -m batch_jobs.infer` sets OMP_WAIT_POLICY before torch loads OpenMP (which
+    reads it once): spinning model threads would keep the cores from the decoding threads."""
+    import subprocess
+    import sys
 
-    from batch_jobs.infer import cores_shared_with_decoding
-
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(6)
-        with cores_shared_with_decoding(torch.device("cpu"), workers=2) as threads:
-            assert threads == torch.get_num_threads() == 4
-        assert torch.get_num_threads() == 6  # in-process callers keep their setting
-        with cores_shared_with_decoding(torch.device("cpu"), workers=8) as threads:
-            assert threads == 1  # never fewer than one
-        with cores_shared_with_decoding(torch.device("cuda"), workers=2) as threads:
-            assert threads == 6  # on a GPU the CPU threads are the decoders' anyway
-        with pytest.raises(RuntimeError), cores_shared_with_decoding(torch.device("cpu"), 2):
-            raise RuntimeError("the job failed")
-        assert torch.get_num_threads() == 6
-    finally:
-        torch.set_num_threads(before)
-
-
-@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="per-thread priorities are Linux's")
-def test_the_decoding_threads_yield_the_cores_to_the_model(ports, monkeypatch):
-    """Every thread that loads or crops for the job runs niced below the model's thread."""
-    import threading
-
-    from batch_jobs import infer
-    from batch_jobs.facets import data
-
-    seen: dict[str, int] = {}
-
-    def priority() -> int:
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-    def spy(real):
-        def wrapped(*args, **kwargs):
-            seen[threading.current_thread().name] = priority()
-            return real(*args, **kwargs)
-
-        return wrapped
-
-    monkeypatch.setattr(infer, "load_photo", spy(data.load_photo))
-    monkeypatch.setattr(infer, "prepare_photo", spy(data.prepare_photo))
-    tagger = _cropping_tagger(ports)
-    entries = []
-    for i in range(4):
-        key = f"catalog/p{i}/img.jpg"
-        ports.catalog.put(key, _big_photo(i))
-        entries.append(ManifestEntry(image_id=f"p{i}/img", bucket=ports.catalog.name, key=key))
-
-    model_thread = priority()
-    assert infer.run_inference(ports, entries, tagger, batch_size=2, workers=2).tagged == 4
-    assert any(name.startswith("crop") for name in seen) and len(seen) >= 2
-    assert all(nice > model_thread for nice in seen.values()), seen
-    assert priority() == model_thread  # the caller's own thread is left as it was
+    probe = """
+import os, sys
+when_torch_loads = []
+class Spy:  # notes the policy at the moment torch is first imported
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" and not when_torch_loads:
+            when_torch_loads.append(os.environ.get("OMP_WAIT_POLICY"))
+sys.meta_path.insert(0, Spy())
+import batch_jobs.infer
+print(when_torch_loads[0])
+"""
+    environ = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        environ["OMP_WAIT_POLICY"] = given
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=environ, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == [expected]

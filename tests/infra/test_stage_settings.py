@@ -75,6 +75,7 @@ def test_cdk_json_holds_only_known_settings():
         ("dressvision:stage", "Prod_1", "lower-case"),
         ("dressvision:alarmEmail", "ops", "an e-mail address"),
         ("dressvision:retrainThreshold", "1.5", "an integer"),
+        ("dressvision:loopMinChanges", "0", "at least 1"),
         ("dressvision:gpuTypes", "g5.xlarge", "unknown context keys dressvision:gpuTypes"),
         ("dressvision:workforce", "simulated", "local benchmarks only"),
         ("dressvision:workforce", "a2i", "set when workforce is a2i"),
