@@ -10,8 +10,8 @@ in memory); run the facet model in batches (channels_last, bf16 where supported)
 PredictionRecord under the model version. An unreadable image is skipped and reported (log and
 the JSON summary on stdout); the job still succeeds. Writing predictions also runs in the
 background, so the model never waits for the store. The model's OpenMP threads sleep
-instead of spinning between operators (OMP_WAIT_POLICY=PASSIVE unless the environment says
-otherwise): on a CPU, the decoding threads get every cycle the model leaves.
+instead of spinning between operators (OMP_WAIT_POLICY=PASSIVE in the job's own process, unless
+the environment says otherwise): on a CPU, the decoding threads get every cycle the model leaves.
 
 Where the deployment has similarity indexes (`Ports.vectors`), the same crops are embedded too:
 the unsupervised embedding from the facet model's own forward pass (its pooled features), the
@@ -35,8 +35,10 @@ from dataclasses import dataclass, field, replace
 # Before torch loads its OpenMP runtime, which reads this once. Spinning OpenMP threads keep
 # the cores between the model's operators, away from the decoding threads that feed it: at
 # 2000 x 3000 on 2 cores the job measured 98.7 images/s with PASSIVE, 91.6 without (256 x 320
-# photos: 198 and 186). A process that imported torch before this module keeps its own.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# photos: 198 and 186). Only the job's own process: a process that imports this module keeps
+# its environment, and the trainings it may start keep theirs.
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import torch

@@ -130,6 +130,29 @@ def naive(ports, tagger: FacetTagger, entries) -> float:
     return done / (time.perf_counter() - started)
 
 
+def machine() -> dict:
+    """The machine block of an inference benchmark's JSON (the same in every one)."""
+    return {
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "load_average_at_end": os.getloadavg(),
+    }
+
+
+def model_block(tagger: FacetTagger, batch_size: int) -> dict:
+    """The model block of an inference benchmark's JSON."""
+    return {
+        "version": tagger.version,
+        "input": [tagger.config.height, tagger.config.width],
+        "batch_size": batch_size,
+        "autocast": str(tagger.dtype),
+        "crop": tagger.config.crop is not None,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=None)
@@ -175,22 +198,8 @@ def main() -> int:
         b_plain = end_to_end(ports, plain, repeated, args.batch_size, args.workers)
     c = naive(ports, tagger, entries[: args.naive_images])
     result = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-            "load_average_at_end": os.getloadavg(),
-        },
-        "model": {
-            "version": tagger.version,
-            "input": [tagger.config.height, tagger.config.width],
-            "batch_size": args.batch_size,
-            "autocast": str(tagger.dtype),
-            "crop": tagger.config.crop is not None,
-            "load_seconds": round(load_s, 2),
-        },
+        "machine": machine(),
+        "model": {**model_block(tagger, args.batch_size), "load_seconds": round(load_s, 2)},
         "a_model_only_images_per_s": round(a, 1),
         "b_end_to_end_images_per_s": round(b["images_per_s"], 1),
         "b_details": b,

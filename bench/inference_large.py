@@ -40,7 +40,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -60,7 +59,14 @@ from PIL import Image  # noqa: E402
 from batch_jobs.facets.data import load_photo, prepare_photo  # noqa: E402
 from batch_jobs.facets.predictor import FacetTagger  # noqa: E402
 from batch_jobs.locator.boxes import paired_iou  # noqa: E402
-from bench.inference import build_home, end_to_end, model_only, naive  # noqa: E402
+from bench.inference import (  # noqa: E402
+    build_home,
+    end_to_end,
+    machine,
+    model_block,
+    model_only,
+    naive,
+)
 from shared.images import read_photo  # noqa: E402
 from shared.messages import ManifestEntry  # noqa: E402
 from shared.records import ImageStatus, Split  # noqa: E402
@@ -299,22 +305,9 @@ def main() -> int:
             **decode_quality(ports, tagger, split_entries, args.batch_size, args.workers),
         }
     result = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-            "load_average_at_end": os.getloadavg(),
-        },
+        "machine": machine(),
         "photos": {"size": list(SIZE), "jpeg_quality": 90, "distinct": len(entries)},
-        "model": {
-            "version": tagger.version,
-            "input": [tagger.config.height, tagger.config.width],
-            "batch_size": args.batch_size,
-            "autocast": str(tagger.dtype),
-            "crop": tagger.config.crop is not None,
-        },
+        "model": model_block(tagger, args.batch_size),
         "a_model_only_images_per_s": round(a, 1),
         "a_locator_only_images_per_s": round(a_locator, 1),
         "b_end_to_end_images_per_s": round(b["images_per_s"], 1),

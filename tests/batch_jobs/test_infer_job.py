@@ -137,16 +137,22 @@ def _big_photo(seed: int) -> bytes:
     return buffer.getvalue()
 
 
+def _big_entries(ports, count: int) -> list[ManifestEntry]:
+    """`count` large photos in the catalog, as manifest entries."""
+    entries = []
+    for i in range(count):
+        key = f"catalog/p{i}/img.jpg"
+        ports.catalog.put(key, _big_photo(i))
+        entries.append(ManifestEntry(image_id=f"p{i}/img", bucket=ports.catalog.name, key=key))
+    return entries
+
+
 def test_overlapped_stages_give_the_sequential_predictions(ports, add_corrupt):
     from batch_jobs.facets.data import load_photo
     from batch_jobs.infer import run_inference
 
     tagger = _cropping_tagger(ports)
-    entries = []
-    for i in range(7):
-        key = f"catalog/p{i}/img.jpg"
-        ports.catalog.put(key, _big_photo(i))
-        entries.append(ManifestEntry(image_id=f"p{i}/img", bucket=ports.catalog.name, key=key))
+    entries = _big_entries(ports, 7)
     bad = ManifestEntry(image_id="bad/img", bucket=ports.catalog.name, key=add_corrupt(ports))
     entries.insert(3, bad)
 
@@ -185,11 +191,7 @@ def test_decoding_on_the_device_gives_the_pillow_predictions(ports, add_corrupt,
     monkeypatch.setattr(device_decode, "decode_batch", spy)
 
     tagger = _cropping_tagger(ports)
-    entries = []
-    for i in range(5):
-        key = f"catalog/p{i}/img.jpg"
-        ports.catalog.put(key, _big_photo(i))
-        entries.append(ManifestEntry(image_id=f"p{i}/img", bucket=ports.catalog.name, key=key))
+    entries = _big_entries(ports, 5)
     bad = ManifestEntry(image_id="bad/img", bucket=ports.catalog.name, key=add_corrupt(ports))
     ports.catalog.put("catalog/cut/img.jpg", _big_photo(9)[:20000])  # header fine, data cut
     cut = ManifestEntry(image_id="cut/img", bucket=ports.catalog.name, key="catalog/cut/img.jpg")
@@ -249,7 +251,12 @@ class Spy:  # notes the policy at the moment torch is first imported
         if name == "torch" and not when_torch_loads:
             when_torch_loads.append(os.environ.get("OMP_WAIT_POLICY"))
 sys.meta_path.insert(0, Spy())
-import batch_jobs.infer
+import runpy
+sys.argv = ["batch_jobs.infer"]  # no --manifest: argparse stops on stderr, after the imports
+try:  # as `python -m batch_jobs.infer` runs it
+    runpy.run_module("batch_jobs.infer", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
 print(when_torch_loads[0])
 """
     environ = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
