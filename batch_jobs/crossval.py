@@ -6,8 +6,9 @@ The train split's products are dealt into K folds by a stable hash of the produc
 photos of a product in one fold, as for the train/test split); K models are trained with the
 same recipe, each without one fold, and predict that fold. They are stored in the
 PredictionStore under `oof_version(version)`; the test split needs none (no model trains on it).
-Cost: K extra trainings on (K-1)/K of the data, so `--oof-folds` is off by default and the loop
-turns it on.
+Cost: K extra trainings on (K-1)/K of the data, so `--oof-folds` is off by default: the
+training dynamics of the model itself (batch_jobs/dynamics.py) judge the train split better at no
+extra cost (bench/results/judge_options.json). When both are on, these replace the dynamics.
 """
 
 from __future__ import annotations
@@ -84,9 +85,10 @@ def out_of_fold_predictions(
             int(keep.sum()),
             int(held.sum()),
         )
-        fit = build_fit(args, taxonomy, prepared.images[keep], targets[keep], None)
+        fold_args = argparse.Namespace(**{**vars(args), "dynamics": False})
+        fit = build_fit(fold_args, taxonomy, prepared.images[keep], targets[keep], None)
         fold_key = f"{checkpoint_key}-oof{k}"
-        run_epochs(fit, args, config, ports, fold_key, progress)
+        run_epochs(fit, fold_args, config, ports, fold_key, progress)
         delete_checkpoint(ports.artifacts, fold_key)
         part = subset(prepared, held)
         probs: dict[str, np.ndarray] = predict_prepared(

@@ -1,8 +1,10 @@
 """The humans-in-the-loop cycle, measured round by round (issue 13).
 
 1. `dressvision synth-catalog` with 8% label noise per facet (seed 0), imported.
-2. The first training with the recipe's out-of-fold predictions (`--oof-folds`, default 2):
-   every train image is judged by a model that never saw its product; test images by the model.
+2. The first training with the deployment's recipe: every train image is judged by its
+   training dynamics (its probabilities averaged over the first half of the training, before
+   the network memorises wrong labels; `--oof-folds K`: by K fold models instead), every test
+   image by the model.
 3. Round r: the review (`lambdas/review.py`, as the review queue delivers it) ranks the labels
    most likely wrong across facets (confident learning, self-confidence order), within the
    budget (`--budget-tasks` per round, default unlimited), skipping what people decided; it is
@@ -10,7 +12,7 @@
    at K = the number of labels still wrong. The simulated crowd (12 workers of 60-90%
    accuracy, two spammers, 3 answers a task at first) answers; `collect` runs until no task
    asks for more answers; then `maybe_retrain` submits the deployment's training recipe (the
-   same one as the first training, with --oof-folds), the local runtime runs it, and its
+   same one as the first training), the local runtime runs it, and its
    events do what they do on AWS: a promoted model re-infers the catalog, and the re-inference
    queues the next round's review. The loop stops when a round changed fewer labels than
    `--min-changes` (DRESSVISION_LOOP_MIN_CHANGES), when the retrained model was not promoted,
@@ -154,7 +156,12 @@ def main() -> int:
     parser.add_argument("--products", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise", type=float, default=0.08)
-    parser.add_argument("--oof-folds", type=int, default=2)
+    parser.add_argument(
+        "--oof-folds",
+        type=int,
+        default=0,
+        help="judge the train split with K fold models instead of the training dynamics",
+    )
     parser.add_argument(
         "--epochs", type=int, default=None, help="training epochs (default: the recipe's)"
     )

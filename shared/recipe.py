@@ -28,8 +28,10 @@ DEFAULT_IMAGE_SIZE = 128
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_CROP_MARGIN = 0.1  # the located box widened by 10% per side
 DEFAULT_BODICE = 0.3  # the top 30% of the crop gets half the rows: the neckline 1.67x larger
-# Out-of-fold predictions of the train split: `review` ranks train images only with them.
-DEFAULT_OOF_FOLDS = 2
+# What `review` judges the train split's labels with: the training dynamics by default (free);
+# K fold models' out-of-fold predictions replace them with --oof-folds K (K extra trainings on
+# (K-1)/K of the data: twice the time at K=2, and worse, bench/results/judge_options.json).
+DEFAULT_OOF_FOLDS = 0
 
 LocatorChoice = Literal["auto", "train", "current", "none"]
 LOCATOR_CHOICES: tuple[str, ...] = ("auto", "train", "current", "none")
@@ -66,6 +68,7 @@ class TrainingRecipe:
     bodice: float = DEFAULT_BODICE
     seed: int = 0
     oof_folds: int = DEFAULT_OOF_FOLDS
+    dynamics: bool = True
     amp: bool = True
     force: bool = False
 
@@ -214,9 +217,17 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         type=int,
         default=keep,
         metavar="K",
-        help="also store out-of-fold predictions of the train split from K models, each "
-        "trained without one fold of products (review needs them; K extra trainings on "
-        f"1/K of the data each; default {d.oof_folds}, 0 = off)",
+        help="judge the train split's labels with out-of-fold predictions of K models, each "
+        "trained without one fold of products, instead of the training dynamics (K extra "
+        f"trainings on (K-1)/K of the data; default {d.oof_folds} = off)",
+    )
+    add(
+        "--dynamics",
+        action=argparse.BooleanOptionalAction,
+        default=keep,
+        help="store each train image's probabilities averaged over the first half of the "
+        "training (after the warm-up): what review judges the train split's labels with "
+        "(default on; --no-dynamics: the train split is not judged unless --oof-folds)",
     )
     add(
         "--amp",

@@ -2,15 +2,18 @@
 
 Plain functions over the ports, shared by the review and collect Lambdas and the CLI.
 
-- `review_labels` (and `find_suspicious`, its list): confident-learning ranking
-  (shared/suspicious.py) of the catalog labels the model confidently disagrees with, the
-  likeliest mistakes first across facets (self-confidence over the class threshold), cut at a
-  task budget. It needs OUT-OF-SAMPLE probabilities: a test image's come from the model itself
-  (it never trained on the test split); a train image's from the cross-validated predictions
-  the training job stores under `oof_version(version)` (each from the fold model that did not
-  see that image's product). Images without them are not judged, and `Review` counts them so
-  that callers say so. Only catalog labels are flagged: a label that staff or the crowd set or
-  confirmed was decided by people (it still counts in the thresholds). Over a few images (what
+- `review_labels` (and `find_suspicious`, its list): the catalog labels the model disagrees
+  with (its most probable class is another: cleanlab's "predicted_neq_given" filter,
+  shared/suspicious.py), the likeliest mistakes first across facets (self-confidence over the
+  class threshold, as in confident learning), cut at a task budget. It needs probabilities
+  that did not simply learn the label: a test image's come from the model itself (it never
+  trained on the test split); a train image's from what the training job stores under
+  `oof_version(version)`: its training dynamics by default (each image's probabilities averaged
+  over the first half of the training, before the network memorises wrong labels,
+  batch_jobs/dynamics.py), or with `--oof-folds K` the out-of-fold predictions of K fold
+  models. Images without them are not judged, and `Review` counts them so that callers say
+  so. Only catalog labels are flagged: a label that staff or the crowd set or confirmed was
+  decided by people (it still counts in the thresholds). Over a few images (what
   one inference job tagged) it reads only those, with the thresholds the model's whole-catalog
   review stored.
 - `loop_converged`: the rounds stop once a round changed fewer than
@@ -75,6 +78,9 @@ def _ids(task_id: str) -> dict[str, str]:
 
 
 OOF_SUFFIX = "+oof"
+# Which labels a review flags (shared/suspicious.py FILTERS): those whose judging probabilities'
+# most probable class is another one, likeliest first.
+REVIEW_FILTER = "predicted_neq_given"
 UPDATE_ATTEMPTS = 5
 # How long a task's signed image link works: a HIT lives a week and more answers can be asked
 # for after that, so twice that.
@@ -82,7 +88,8 @@ TASK_LINK_LIFETIME_S = 14 * 24 * 3600
 
 
 def oof_version(model_version: str) -> str:
-    """The PredictionStore version under which out-of-fold predictions of a model are kept."""
+    """The PredictionStore version under which a model's judging probabilities of the train
+    split are kept (its training dynamics, or its fold models' out-of-fold predictions)."""
     return f"{model_version}{OOF_SUFFIX}"
 
 
@@ -112,8 +119,8 @@ class Review:
     """One ranking: the suspects in spending order (across facets), and what it could not see.
 
     labelled: usable images with a label of a reviewed facet; without_predictions: how many of
-    those have no out-of-sample prediction of this model (a model trained with `--oof-folds 0`
-    has none for the train split), so their labels were NOT judged."""
+    those have no judging probabilities of this model (a model trained with `--no-dynamics`
+    and no `--oof-folds` has none for the train split), so their labels were NOT judged."""
 
     model_version: str
     suspects: list[SuspiciousLabel]
@@ -125,8 +132,9 @@ class Review:
             return None
         return (
             f"{self.without_predictions} of {self.labelled} labelled images have no "
-            f"out-of-sample prediction of model {self.model_version} and were not reviewed: "
-            "train with --oof-folds 2 or more (the default) to review the train split"
+            f"judging probabilities of model {self.model_version} and were not reviewed: "
+            "train with --dynamics (the default) or --oof-folds 2 or more to review the train "
+            "split"
         )
 
     def coverage_json(self) -> dict:
@@ -266,6 +274,7 @@ def review_labels(
             ids=[r.image_id for r in rows],
             reviewable=reviewable,
             thresholds=thresholds[name],
+            flag_by=REVIEW_FILTER,
         ):
             review.suspects.append(
                 SuspiciousLabel(
@@ -798,7 +807,7 @@ def maybe_retrain(ports: Ports) -> str | None:
     """Submit the training job when at least `retrain_threshold` labels changed since the last
     training (or training request). Returns the job id, or None. The job carries the
     deployment's whole recipe (`training_request`): the locator when none is current,
-    out-of-fold predictions for the next review, the configured image and batch sizes."""
+    the training dynamics the next review judges with, the configured image and batch sizes."""
     changed = changes_since_last_training(ports)
     if changed < ports.settings.retrain_threshold:
         return None

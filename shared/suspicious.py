@@ -92,6 +92,14 @@ def per_class_thresholds(given: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 
 ORDERS = ("self_confidence", "margin")
+# Which labels are flagged (cleanlab's `find_label_issues(filter_by=...)` names):
+# - "confident_learning": the confident joint's off-diagonal (another class reaches its own
+#   threshold and wins), for probabilities of models that never saw the label;
+# - "predicted_neq_given": the model's most probable class is not the given label. What review
+#   uses on training dynamics (batch_jobs/dynamics.py): their probabilities are soft (a mean over
+#   epochs), so another class rarely reaches its threshold, while the argmax already disagrees
+#   with half the wrong labels (bench/results/judge_options.json).
+FILTERS = ("confident_learning", "predicted_neq_given")
 
 
 def rank_suspicious(
@@ -103,6 +111,7 @@ def rank_suspicious(
     reviewable: np.ndarray | None = None,
     thresholds: np.ndarray | None = None,
     order_by: str = "self_confidence",
+    flag_by: str = "confident_learning",
 ) -> list[Suspect]:
     """The suspicious labels of one facet, the likeliest mistakes first.
 
@@ -113,7 +122,8 @@ def rank_suspicious(
     computed earlier on the whole distribution (`per_class_thresholds`), for ranking a few new
     rows without reading everything again; default: computed from these rows.
     order_by: "self_confidence" (default: `Suspect.score` ascending) or "margin" (descending,
-    the former order); ties keep input order.
+    the former order); ties keep input order. flag_by: one of FILTERS (which labels are
+    flagged at all).
     """
     given, probs = _check_inputs(given, probs)
     if ids is not None and len(ids) != len(given):
@@ -122,15 +132,21 @@ def rank_suspicious(
         raise ValueError(f"limit must be >= 0 or None for all, got {limit}")
     if order_by not in ORDERS:
         raise ValueError(f"order_by must be one of {', '.join(ORDERS)}, got {order_by!r}")
+    if flag_by not in FILTERS:
+        raise ValueError(f"flag_by must be one of {', '.join(FILTERS)}, got {flag_by!r}")
     if thresholds is None:
         thresholds = per_class_thresholds(given, probs)
     thresholds = np.asarray(thresholds, dtype=np.float64)
     if thresholds.shape != (probs.shape[1],):
         raise ValueError(f"thresholds must be ({probs.shape[1]},), got {thresholds.shape}")
-    passing = probs >= thresholds - _THRESHOLD_TOLERANCE
-    confident_class = np.where(passing, probs, -1.0).argmax(axis=1)
     rows = np.arange(len(given))
-    flagged = (given != UNKNOWN) & passing.any(axis=1) & (confident_class != given)
+    if flag_by == "confident_learning":
+        passing = probs >= thresholds - _THRESHOLD_TOLERANCE
+        confident_class = np.where(passing, probs, -1.0).argmax(axis=1)
+        flagged = (given != UNKNOWN) & passing.any(axis=1) & (confident_class != given)
+    else:
+        confident_class = probs.argmax(axis=1)
+        flagged = (given != UNKNOWN) & (confident_class != given)
     if reviewable is not None:
         flagged &= np.asarray(reviewable, dtype=bool)
     index = rows[flagged]

@@ -280,18 +280,29 @@ def train_transform(height: int, width: int) -> v2.Transform:
 
 
 class TensorImages(Dataset):
-    """`(image uint8 (3, H, W), targets (F,))` pairs, optionally transformed."""
+    """`(image uint8 (3, H, W), targets (F,))` pairs, optionally transformed; with `indexed`,
+    `(image, targets, index)` triples (the training dynamics follow each image by its row)."""
 
-    def __init__(self, images: Tensor, targets: Tensor, transform: v2.Transform | None = None):
+    def __init__(
+        self,
+        images: Tensor,
+        targets: Tensor,
+        transform: v2.Transform | None = None,
+        *,
+        indexed: bool = False,
+    ):
         if len(images) != len(targets):
             raise ValueError(f"{len(images)} images but {len(targets)} target rows")
         self.images, self.targets, self.transform = images, targets, transform
+        self.indexed = indexed
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
         image = self.images[index]
         if self.transform is not None:
             image = self.transform(image)
+        if self.indexed:
+            return image, self.targets[index], torch.tensor(index)
         return image, self.targets[index]

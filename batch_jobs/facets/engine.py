@@ -20,19 +20,24 @@ def facet_loss(
     device: torch.device,
     dtype: torch.dtype | None,
     keep: Callable[[dict[str, Tensor]], None] | None = None,
+    record: Callable[[Tensor, dict[str, Tensor]], None] | None = None,
 ) -> LossFn:
     """The facet model's `compute_loss` for `batch_jobs.engine`: a batch of uint8 images and
-    (N, F) targets -> the masked, class-weighted loss (computed in float32). `keep` receives
-    the float32 logits (validation keeps the predictions)."""
+    (N, F) targets (and, from an indexed `TensorImages`, the rows) -> the masked,
+    class-weighted loss (computed in float32). `keep` receives the float32 logits (validation
+    keeps the predictions); `record` the rows and the logits, detached (the training
+    dynamics)."""
 
-    def compute(model: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict, int]:
-        images, targets = batch
+    def compute(model: nn.Module, batch: tuple[Tensor, ...]) -> tuple[Tensor, dict, int]:
+        images, targets, *rows = batch
         inputs = to_model_input(images.to(device, non_blocking=True), config)
         with autocast(device, dtype):
             logits = model(inputs)
         logits = {f: v.float() for f, v in logits.items()}
         if keep is not None:
             keep(logits)
+        if record is not None and rows:
+            record(rows[0], {f: v.detach() for f, v in logits.items()})
         return criterion(logits, targets.to(device, non_blocking=True)), {}, len(images)
 
     return compute

@@ -114,13 +114,12 @@ def _train_tag_and_relabel(runtime: LocalRuntime, catalog: Path, args, interacti
     ports = runtime.ports
     _heading(
         f"5. Train the dress locator, then the facet model on its crops ({args.epochs} epochs, "
-        "with out-of-fold predictions)"
+        "recording its training dynamics)"
     )
     result = train(
         default_args(
             epochs=args.epochs,
             image_size=96,
-            oof_folds=2,
             locator="train",
             force=True,
             progress=interactive,
@@ -185,11 +184,9 @@ def _train_tag_and_relabel(runtime: LocalRuntime, catalog: Path, args, interacti
         if changed < DEMO_MIN_CHANGES or number == DEMO_ROUNDS:
             break
         # What collect's retraining does (the demo's short recipe): the next round ranks the
-        # corrected catalog with the new model's out-of-fold predictions.
+        # corrected catalog with the new model's training dynamics.
         version = train(
-            default_args(
-                epochs=args.epochs, image_size=96, oof_folds=2, locator="current", force=True
-            ),
+            default_args(epochs=args.epochs, image_size=96, locator="current", force=True),
             ports,
         ).version
     workers = list(ports.tasks.workers(crowd.name))

@@ -43,8 +43,9 @@ def register(commands) -> None:
         "review",
         help="rank suspicious labels (and publish relabel tasks)",
         description=(
-            "Rank the catalog labels the current model confidently disagrees with (confident "
-            "learning on out-of-sample predictions), most confident first. With --publish, "
+            "Rank the catalog labels the current model disagrees with (its training dynamics "
+            "for the train split, its predictions for the test split), likeliest mistakes "
+            "first. With --publish, "
             "send each one to people as a relabel task."
         ),
     )
@@ -75,8 +76,8 @@ def register(commands) -> None:
         help='print [{"image_id", "facet", "label", "suggested", "confidence"}]; with '
         '--publish, {"suspicious": [...], "published", "skipped", "budget_exhausted", '
         '"budget_left_usd", "labelled", "without_predictions"} (null budget for workforces '
-        "without one; without_predictions: labelled images the model has no out-of-sample "
-        "prediction for, never reviewed)",
+        "without one; without_predictions: labelled images the model has no judging "
+        "probabilities for, never reviewed)",
     )
     _workforce_options(review)
     review.set_defaults(func=run_review)

@@ -26,9 +26,9 @@ def register(commands) -> None:
             "Export a labels snapshot, train the dress locator on it when none is current "
             "(--locator), train the facet model on the located crops, evaluate it on the fixed "
             "train/test splits, save it in the model registry and promote it if its test macro "
-            "F1 is not worse than the current model's, then train the out-of-fold models whose "
-            "predictions `review` ranks the train split with (--oof-folds). Predictions of "
-            "every image are stored."
+            "F1 is not worse than the current model's. Predictions of every image are stored, "
+            "and the train split's training dynamics, which `review` judges its labels with "
+            "(--dynamics; or out-of-fold models, --oof-folds)."
         ),
     )
     parser.add_argument(

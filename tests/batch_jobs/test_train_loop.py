@@ -14,6 +14,7 @@ from batch_jobs.train import default_args, train
 from shared.keys import checkpoint_key
 from shared.records import LabelSource
 from shared.registry import ModelRegistry
+from shared.relabel import oof_version
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
@@ -95,6 +96,19 @@ def test_a_killed_run_resumes_from_its_last_epoch_and_ends_as_an_uninterrupted_o
     theirs = torch.load(_weights(reference, uninterrupted.version), weights_only=True)
     for name, tensor in theirs.items():
         assert torch.allclose(mine[name].float(), tensor.float(), atol=1e-5), name
+    # The training dynamics (epoch 2 of 3 is their window, run before the kill) came back
+    # from the checkpoint: review judges the train split as it would have.
+    judged = {
+        p.image_id: p.facets["sleeve"].probs
+        for p in ports.predictions.for_model(oof_version(resumed.version))
+    }
+    expected = {
+        p.image_id: p.facets["sleeve"].probs
+        for p in reference.predictions.for_model(oof_version(uninterrupted.version))
+    }
+    assert judged.keys() == expected.keys() and judged
+    for image_id, probs in expected.items():
+        assert judged[image_id] == pytest.approx(probs, abs=1e-4), image_id
 
 
 def _weights(ports, version):

@@ -65,11 +65,11 @@ def test_review_spends_a_task_budget_and_says_what_it_could_not_see(cli, home, c
     published = json.loads(out)
     assert published["published"] == 1
     assert (published["labelled"], published["without_predictions"]) == (20, 0)
-    # A model with no out-of-sample predictions: nothing judged, and it says so.
+    # A model with no judging probabilities: nothing judged, and it says so.
     code, out, err = cli(capsys, home, "review", "--json", "--model-version", "v9")
     assert code == 0 and json.loads(out) == []
-    assert "20 of 20 labelled images have no out-of-sample prediction" in err
-    assert "--oof-folds" in err
+    assert "20 of 20 labelled images have no judging probabilities" in err
+    assert "--dynamics" in err
 
 
 def test_a_money_budget_needs_a_workforce_with_a_price(cli, home, capsys):

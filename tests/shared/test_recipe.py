@@ -37,7 +37,8 @@ EVERYTHING_CHANGED = TrainingRecipe(
     crop_margin=0.2,
     bodice=0.5,
     seed=7,
-    oof_folds=0,
+    oof_folds=3,
+    dynamics=False,
     amp=False,
     force=True,
 )
@@ -86,9 +87,9 @@ def test_settings_read_the_recipe_sizes_from_the_environment():
         Settings.from_env({"DRESSVISION_IMAGE_SIZE": "0"})
 
 
-def test_the_defaults_train_a_locator_when_needed_and_out_of_fold_predictions():
+def test_the_defaults_train_a_locator_when_needed_and_record_the_training_dynamics():
     recipe = TrainingRecipe()
-    assert recipe.locator == "auto" and recipe.oof_folds == 2
+    assert recipe.locator == "auto" and recipe.dynamics and recipe.oof_folds == 0
     assert (recipe.image_size, recipe.batch_size, recipe.epochs) == (128, 32, 45)
 
 

@@ -168,6 +168,32 @@ def test_the_flagged_set_is_cleanlabs_confident_learning_filter():
         assert ours == oracle and ours
 
 
+def test_the_predicted_neq_given_flagged_set_is_cleanlabs_too():
+    """The review's filter on training dynamics: the labels the model's argmax disagrees with,
+    `find_label_issues(filter_by="predicted_neq_given")` on the same probabilities, a superset
+    of the confident-learning set (every confident-joint flag also loses the argmax)."""
+    from cleanlab.filter import find_label_issues
+
+    for seed in range(4):
+        _, given, probs, _ = simulate_noisy_labels(seed, n=600, k=4 + seed)
+        ours = {s.index for s in rank_suspicious(given, probs, flag_by="predicted_neq_given")}
+        oracle = set(
+            np.flatnonzero(find_label_issues(given, probs, filter_by="predicted_neq_given"))
+        )
+        assert ours == oracle and ours
+        assert {s.index for s in rank_suspicious(given, probs)} <= ours
+
+
+def test_predicted_neq_given_flags_the_argmax_disagreements_only():
+    found = rank_suspicious(GIVEN, PROBS, flag_by="predicted_neq_given")
+    # Row 5 (labelled 1) ties 0.45/0.45 between 0 and 1: the argmax takes the first class, as
+    # cleanlab's does, so it is flagged; a confident-learning threshold would not flag it.
+    assert {(s.index, s.suggested) for s in found} == {(2, 1), (5, 0), (7, 0)}
+    assert 5 not in {s.index for s in rank_suspicious(GIVEN, PROBS)}
+    with pytest.raises(ValueError, match="flag_by"):
+        rank_suspicious(GIVEN, PROBS, flag_by="votes")
+
+
 def test_the_likeliest_mistakes_come_first_by_self_confidence_over_the_threshold():
     suspects = rank_suspicious(GIVEN, PROBS)
     thresholds = per_class_thresholds(GIVEN, PROBS)

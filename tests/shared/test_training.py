@@ -60,7 +60,7 @@ def assert_trains_like_the_cli(argv: list[str], ports: Ports) -> None:
     cli = vars(cli_namespace(ports.settings))
     assert job.pop("progress") is None and cli.pop("progress") is False  # a run option: bars
     assert job == cli
-    assert job["oof_folds"] == 2  # out-of-fold predictions: review ranks the train split
+    assert job["dynamics"] and job["oof_folds"] == 0  # what review judges the train split with
     assert (job["image_size"], job["batch_size"]) == (96, 16)
     no_locator = ModelRegistry(ports.artifacts).current(ModelKind.LOCATOR)
     assert no_locator is None and trains_locator(job["locator"], no_locator)
