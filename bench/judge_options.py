@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.oof_options import read_csv  # noqa: E402
+from bench.oof_options import emit, read_csv  # noqa: E402
 from local.runtime import LocalRuntime  # noqa: E402
 from shared.relabel import OOF_SUFFIX, oof_version  # noqa: E402
 from shared.suspicious import FILTERS, per_class_thresholds, rank_suspicious  # noqa: E402
@@ -194,9 +194,7 @@ def main() -> int:
         "model": first,
         **judge(folds, test_probs, given, wrong, taxonomy),
     }
-    print(json.dumps(report, indent=2))
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    emit(report, args.out)
     return 0
 
 

@@ -66,6 +66,13 @@ def score(cells, flipped: set, covered: set) -> dict:
     }
 
 
+def emit(report: dict, out: Path | None) -> None:
+    """Print the report, and write it to `out` when given."""
+    print(json.dumps(report, indent=2))
+    if out:
+        out.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def temperature(given: np.ndarray, probs: np.ndarray) -> float:
     """The temperature T that minimises the log-loss of softmax(log p / T) on the given labels."""
     logits = np.log(np.clip(probs, 1e-12, 1))
@@ -184,9 +191,7 @@ def main() -> int:
         cover = covered if name.startswith("oof") else everything
         for order in ("self_confidence", "margin"):
             report["options"][f"{name}/{order}"] = score(ranked(per_facet, order), flipped, cover)
-    print(json.dumps(report, indent=2))
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    emit(report, args.out)
     return 0
 
 
