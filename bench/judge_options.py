@@ -13,7 +13,8 @@ Each option's probabilities judge the train split (the test split is judged by t
 predictions, the same in every option). Reported, over all 4 facets and both splits: precision
 at K = the number of wrong labels, when every label is ranked by self-confidence over the class
 threshold (review's order); the flagged set of each filter (`confident_learning`, and
-`predicted_neq_given`, what review uses), its size, precision and recall; and per facet
+`predicted_neq_given`, what review uses), its size, precision and recall, and the precision of
+its first 50, 100, 200, 300 and 400 (what a task budget per round buys); and per facet
 precision at K. Dynamics windows: the product's (from the warm-up to the middle of the run),
 the whole run, and a few others for the record (chosen on this one catalog, not used).
 
@@ -41,6 +42,7 @@ from shared.relabel import OOF_SUFFIX, oof_version  # noqa: E402
 from shared.suspicious import FILTERS, per_class_thresholds, rank_suspicious  # noqa: E402
 
 Probs = dict[str, dict[str, np.ndarray]]  # facet -> image id -> probabilities
+BUDGETS = (50, 100, 200, 300, 400)  # tasks per round
 
 
 def capture(work: Path, catalog: Path) -> None:
@@ -106,6 +108,7 @@ def judge(
 ) -> dict:
     """Score one option: ranking precision at K, each filter's flagged set, per facet."""
     ranked, flagged = [], {name: [] for name in FILTERS}
+    in_order = {name: [] for name in FILTERS}  # (score, wrong) of each filter's flags
     per_facet, k_total = {}, 0
     for facet in taxonomy.facet_names:
         ids = [i for i in sorted(train_probs[facet]) if given(i, facet)]
@@ -127,6 +130,7 @@ def judge(
         for name in FILTERS:
             found = rank_suspicious(labels, probs, thresholds=thresholds, flag_by=name)
             flagged[name] += [bool(is_wrong[s.index]) for s in found]
+            in_order[name] += [(s.score, bool(is_wrong[s.index])) for s in found]
     ranked.sort(key=lambda pair: pair[0])
     hits = [w for _, w in ranked[:k_total]]
     return {
@@ -137,6 +141,12 @@ def judge(
                 "count": len(found),
                 "precision": round(sum(found) / len(found), 4) if found else None,
                 "recall": round(sum(found) / k_total, 4),
+                # what a budget of N tasks buys: the share of flips among review's first N
+                "precision_of_the_first": {
+                    str(n): round(sum(w for _, w in top) / len(top), 4)
+                    for n in BUDGETS
+                    if len(top := sorted(in_order[name], key=lambda p: p[0])[:n]) == n
+                },
             }
             for name, found in flagged.items()
         },

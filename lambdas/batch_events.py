@@ -2,7 +2,7 @@
 
 - infer SUCCEEDED: queue a review. After the re-inference of the whole catalog with a newly
   promoted model, that is the relabel loop's next round (`"round": true`: the whole catalog,
-  on the new model's out-of-sample predictions, unless the loop converged); after any other
+  on the new model's judging probabilities, unless the loop converged); after any other
   inference (an upload), a review of the images that job tagged (`"manifest"`: its manifest);
 - train SUCCEEDED with a newly promoted model: re-infer the whole catalog with it (once per
   model version, however often the event is delivered); a newly promoted similarity embedder

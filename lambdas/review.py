@@ -4,7 +4,7 @@ per (image, facet, label version), so a redelivered message publishes nothing tw
 
 Two kinds of message (lambdas/batch_events.py): a round of the relabel loop (`round`: the
 catalog was re-inferred with a newly promoted model; the whole catalog is ranked on its
-out-of-sample predictions, unless the previous round changed fewer than
+judging probabilities (shared/relabel.py), unless the previous round changed fewer than
 DRESSVISION_LOOP_MIN_CHANGES labels: the loop has converged), and the review of what one
 inference job tagged (`manifest`: only those images are read, ranked with the thresholds the
 model's round stored)."""

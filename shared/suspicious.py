@@ -14,9 +14,10 @@ budget across facets with different numbers of classes, the self-confidence is d
 given class's threshold (`Suspect.score`): "how far below what this model usually gives a
 right label of this class", comparable across facets.
 
-The probabilities MUST be out-of-sample: an image's row comes from a model that did not train on
-it (cross-validated folds for the train split). A model scores its own training labels as right,
-so in-sample probabilities hide exactly the errors we look for. The caller guarantees this.
+The probabilities must not have learned the labels they judge: out-of-sample ones (the test
+split, cross-validated folds), or training dynamics taken before the network memorised
+(batch_jobs/dynamics.py). A model's final probabilities on its own training labels score them
+as right, which hides exactly the errors we look for. The caller guarantees this.
 
 numpy and the stdlib only: this runs in a Lambda.
 """

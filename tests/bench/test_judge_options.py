@@ -55,3 +55,4 @@ def test_judge_scores_the_ranking_and_each_filter_against_the_wrong_labels():
         1.0,
     )
     assert result["per_facet"]["sleeve"] == {"k": 2, "precision_at_k": 1.0}
+    assert neq["precision_of_the_first"] == {}  # 3 flags: no budget of 50 or more is full
