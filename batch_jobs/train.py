@@ -398,8 +398,17 @@ def build_fit(
     optimizer = create_optimizer(model, args)
     scheduler = warmup_cosine(optimizer, steps * args.epochs, round(steps * args.warmup_epochs))
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    fit = Fit(model, criterion.to(device), optimizer, scheduler, scaler, data, device, dtype)
-    fit.dynamics = dynamics
+    fit = Fit(
+        model,
+        criterion.to(device),
+        optimizer,
+        scheduler,
+        scaler,
+        data,
+        device,
+        dtype,
+        dynamics=dynamics,
+    )
     if args.ema > 0:
         # BatchNorm statistics are averaged too (use_buffers), so the average is usable as is.
         fit.ema = AveragedModel(

@@ -79,6 +79,13 @@ def capture(work: Path, catalog: Path) -> None:
     print(f"captured {len(epochs)} epochs of {len(rows)} train images, model {result.version}")
 
 
+def captured(work: Path) -> tuple[str, int]:
+    """The model version and the number of epochs of a `--capture` folder."""
+    data = np.load(work / "per_epoch.npz")
+    version = json.loads((work / "rows.json").read_text())["version"]
+    return version, len({key.rsplit("_", 1)[1] for key in data.files})
+
+
 def window_probs(work: Path, start: int, end: int) -> tuple[str, Probs]:
     meta = json.loads((work / "rows.json").read_text())
     data = np.load(work / "per_epoch.npz")
@@ -107,8 +114,8 @@ def judge(
     train_probs: Probs, test_probs: Probs, given: Callable, wrong: Callable, taxonomy
 ) -> dict:
     """Score one option: ranking precision at K, each filter's flagged set, per facet."""
-    ranked, flagged = [], {name: [] for name in FILTERS}
-    in_order = {name: [] for name in FILTERS}  # (score, wrong) of each filter's flags
+    ranked: list[tuple[float, bool]] = []
+    flagged = {name: [] for name in FILTERS}  # (score, wrong) of each filter's flags
     per_facet, k_total = {}, 0
     for facet in taxonomy.facet_names:
         ids = [i for i in sorted(train_probs[facet]) if given(i, facet)]
@@ -129,23 +136,24 @@ def judge(
         ranked += list(zip(score, is_wrong, strict=True))
         for name in FILTERS:
             found = rank_suspicious(labels, probs, thresholds=thresholds, flag_by=name)
-            flagged[name] += [bool(is_wrong[s.index]) for s in found]
-            in_order[name] += [(s.score, bool(is_wrong[s.index])) for s in found]
+            flagged[name] += [(s.score, bool(is_wrong[s.index])) for s in found]
     ranked.sort(key=lambda pair: pair[0])
     hits = [w for _, w in ranked[:k_total]]
+    for found in flagged.values():
+        found.sort(key=lambda pair: pair[0])  # review's order across facets
     return {
         "k": k_total,
         "precision_at_k": round(sum(hits) / k_total, 4),
         "flagged": {
             name: {
                 "count": len(found),
-                "precision": round(sum(found) / len(found), 4) if found else None,
-                "recall": round(sum(found) / k_total, 4),
+                "precision": round(sum(w for _, w in found) / len(found), 4) if found else None,
+                "recall": round(sum(w for _, w in found) / k_total, 4),
                 # what a budget of N tasks buys: the share of flips among review's first N
                 "precision_of_the_first": {
-                    str(n): round(sum(w for _, w in top) / len(top), 4)
+                    str(n): round(sum(w for _, w in found[:n]) / n, 4)
                     for n in BUDGETS
-                    if len(top := sorted(in_order[name], key=lambda p: p[0])[:n]) == n
+                    if len(found) >= n
                 },
             }
             for name, found in flagged.items()
@@ -181,11 +189,10 @@ def main() -> int:
     report: dict = {"catalog": str(args.catalog), "options": {}}
     runtime = LocalRuntime.open(args.dynamics / "home", environ={})
     taxonomy = runtime.ports.taxonomy
-    version, _ = window_probs(args.dynamics, 0, 1)
+    version, epochs = captured(args.dynamics)
     test_ids = {r.image_id for r in runtime.ports.labels.scan() if r.split == "test"}
     own = stored_probs(runtime, version)
     test_probs = {f: {i: p for i, p in v.items() if i in test_ids} for f, v in own.items()}
-    epochs = len({k.rsplit("_", 1)[1] for k in np.load(args.dynamics / "per_epoch.npz").files})
     from batch_jobs.train import default_args, dynamics_window
 
     product = dynamics_window(default_args(epochs=epochs))
