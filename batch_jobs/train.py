@@ -391,7 +391,7 @@ def build_fit(
     data = TensorImages(
         images,
         targets,
-        train_transform(images.shape[2], images.shape[3]),
+        train_transform(images.shape[2], images.shape[3], hue=args.hue),
         indexed=dynamics is not None,
     )
     steps = len(_train_loader(data, args, 0, device))

@@ -62,6 +62,7 @@ RECIPE_FIELDS = (
     "ema",
     "crop_margin",
     "bodice",
+    "hue",
     "seed",
     "locator",
     "oof_folds",

@@ -28,6 +28,10 @@ DEFAULT_IMAGE_SIZE = 128
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_CROP_MARGIN = 0.1  # the located box widened by 10% per side
 DEFAULT_BODICE = 0.3  # the top 30% of the crop gets half the rows: the neckline 1.67x larger
+# Training images' hues are rotated by up to this share of the colour wheel (saturation and
+# brightness kept): the model cannot tell a product's labels from its colour, and learns the
+# shapes (bench/results/train_quality.json). 0 when a facet is about the hue itself.
+DEFAULT_HUE = 0.5
 # What `review` judges the train split's labels with: the training dynamics by default (free);
 # K fold models' out-of-fold predictions replace them with --oof-folds K (K extra trainings on
 # (K-1)/K of the data: twice the time at K=2, and worse, bench/results/judge_options.json).
@@ -66,6 +70,7 @@ class TrainingRecipe:
     locator: LocatorChoice = "auto"
     crop_margin: float = DEFAULT_CROP_MARGIN
     bodice: float = DEFAULT_BODICE
+    hue: float = DEFAULT_HUE
     seed: int = 0
     oof_folds: int = DEFAULT_OOF_FOLDS
     dynamics: bool = True
@@ -77,6 +82,8 @@ class TrainingRecipe:
             raise ValueError(f"locator must be one of {', '.join(LOCATOR_CHOICES)}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if not 0.0 <= self.hue <= 0.5:
+            raise ValueError(f"hue must be between 0 and 0.5 (of the colour wheel), got {self.hue}")
         if self.facets is not None:
             object.__setattr__(self, "facets", tuple(self.facets))
 
@@ -210,6 +217,14 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         default=keep,
         help="the top share of the dress crop magnified to the upper half of the input "
         f"(default {d.bodice}; 0.5 = uniform)",
+    )
+    add(
+        "--hue",
+        type=float,
+        default=keep,
+        help="rotate each training image's hue by up to this share of the colour wheel, "
+        "saturation and brightness kept, so the model learns shapes, not a product's colour "
+        f"(default {d.hue}; 0 when a facet is about the hue itself)",
     )
     add("--seed", type=int, default=keep, help=f"default {d.seed}")
     add(

@@ -1,17 +1,21 @@
-"""Labels follow the taxonomy's custom order; unreadable images are skipped and reported."""
+"""Labels follow the taxonomy's custom order; unreadable images are skipped and reported; the
+augmentation rotates hues by the recipe's share."""
 
 from __future__ import annotations
 
+import colorsys
 from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
-from batch_jobs.facets.data import facet_targets, prepare_records
+from batch_jobs.facets.data import facet_targets, prepare_records, train_transform
 from batch_jobs.facets.loss import UNKNOWN
 from batch_jobs.facets.predictor import facet_predictions
 from batch_jobs.facets.preprocess import PreprocessConfig
 from shared.errors import UnknownLabelError
+from shared.recipe import TrainingRecipe
 from shared.records import LabelRecord
 from shared.taxonomy import Taxonomy
 
@@ -109,3 +113,42 @@ def test_the_bodice_zoom_gives_the_top_of_the_crop_half_the_rows():
     )
     with pytest.raises(ValueError, match="bodice"):
         CropConfig("v1", 0.1, bodice=1.0)
+
+
+def _augmented(rgb: tuple[int, int, int], hue: float, n: int = 40) -> torch.Tensor:
+    image = torch.tensor(rgb, dtype=torch.uint8).view(3, 1, 1).expand(3, 32, 32).clone()
+    return torch.stack([train_transform(32, 32, hue)(image) for _ in range(n)]).float()
+
+
+def _hues(images: torch.Tensor) -> set[int]:
+    """The distinct mean hues of `images`, in bins of 10 degrees."""
+    means = (images.mean(dim=(2, 3)) / 255).tolist()
+    return {round(colorsys.rgb_to_hsv(*rgb)[0] * 36) % 36 for rgb in means}
+
+
+def test_the_hue_rotation_changes_colours_but_keeps_greys_grey():
+    torch.manual_seed(0)
+    assert len(_hues(_augmented((200, 40, 40), hue=0.5))) > 10  # red becomes any hue ...
+    grey = _augmented((120, 120, 120), hue=0.5)
+    assert (grey.amax(dim=1) - grey.amin(dim=1)).max() <= 2  # ... a grey stays grey
+    assert _hues(_augmented((200, 40, 40), hue=0.0)) <= {35, 0, 1}  # no rotation: red stays red
+
+
+@pytest.mark.slow  # trains twice, one epoch each
+@pytest.mark.usefixtures("one_thread")
+def test_training_rotates_hues_by_the_recipes_share(monkeypatch, add_images, tiny_ports, tmp_path):
+    import batch_jobs.train as train_module
+
+    seen: list[float] = []
+
+    def recording(height: int, width: int, hue: float = 0.0):
+        seen.append(hue)
+        return train_transform(height, width, hue)
+
+    monkeypatch.setattr(train_module, "train_transform", recording)
+    ports = tiny_ports(tmp_path / "home")
+    add_images(ports, 8)
+    quick = dict(epochs=1, image_size=32, batch_size=8, locator="none", progress=False)
+    train_module.train(train_module.default_args(**quick, dynamics=False), ports)
+    train_module.train(train_module.default_args(**quick, hue=0.0, dynamics=False), ports)
+    assert seen == [TrainingRecipe().hue, 0.0] and TrainingRecipe().hue > 0

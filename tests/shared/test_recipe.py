@@ -36,6 +36,7 @@ EVERYTHING_CHANGED = TrainingRecipe(
     locator="none",
     crop_margin=0.2,
     bodice=0.5,
+    hue=0.1,
     seed=7,
     oof_folds=3,
     dynamics=False,
