@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -281,11 +282,19 @@ def main() -> int:
         default=None,
         help="smoke runs only: `dressvision train --epochs N` (default: the recipe's)",
     )
+    parser.add_argument(
+        "--train-options",
+        default="",
+        metavar="'OPTIONS'",
+        help="a candidate recipe: more `dressvision train` options, e.g. '--ema 0.998' "
+        "(written into the JSON's commands and recipe; default: the recipe as it is)",
+    )
     parser.add_argument("--work", type=Path, default=None, help="folder for catalogs and homes")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-train-"))
     train_argv = ["--epochs", str(args.epochs)] if args.epochs is not None else []
+    train_argv += shlex.split(args.train_options)
 
     recipe, classes, seeds, fresh = None, None, [], None
     for seed in args.seeds:
