@@ -7,7 +7,8 @@ good on that catalog only, so it is measured on several: for each seed in `--see
 1. `dressvision synth-catalog` a catalog of `--products` products (500: ~1,500 images) with
    that seed, imported into its own home (`WORK/seed-S/`);
 2. `dressvision train` with the default settings (locator trained first, facets on its
-   crops, the out-of-fold models), timed: the whole command, the facet model, each phase;
+   crops, the training dynamics kept for review), timed: the whole command, the facet model,
+   each phase;
 3. from the stored test-split figures: macro F1 per facet (train and test), the locator's mean
    IoU, and the two worst confusions per facet (true -> predicted, count, share of the true
    class).
@@ -24,6 +25,11 @@ the seeds), `meets_targets` and `misses` (each miss in words). Writes
 bench/results/train_quality.json.
 
     .venv/bin/python bench/train_quality.py [--seeds 0 1 7] [--products 500] [--fresh-products 300]
+
+A candidate recipe, on the same catalogs, without editing the defaults (`--out` elsewhere, so
+the recipe's own figures stay):
+
+    .venv/bin/python bench/train_quality.py --train-options '--ema 0.998' --out /tmp/tq_ema.json
 
 A smoke run that only proves the script works (its figures mean nothing):
 
