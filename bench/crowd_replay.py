@@ -1,24 +1,29 @@
-"""How many answers a task starts with (issue 13: answers bought per label fixed), measured by
-replaying round 1 of a `bench/loop.py` run: same catalog, same flips, same first model's
-predictions, same simulated crowd; no training.
+"""The crowd's decision policy (issue 13: answers bought per label fixed), measured by replaying
+round 1 of a `bench/loop.py` run: same catalog, same flips, same first model's predictions;
+no training.
 
-For each value of `--answers` (DRESSVISION_MAX_ASSIGNMENTS: the answers a task is published
-with), a fresh home imports the run's catalog (its catalog labels, 8% of them wrong), gets a
-copy of the first model's stored predictions (its own and the train split's judging ones),
-and runs the round as bench/loop.py does: the review publishes every flagged label, the
-simulated crowd (12 workers of 60-90% accuracy, two spammers) answers, `collect` runs until no
-task asks for more answers (Dawid-Skene; decided at posterior 0.9 with two agreeing answers;
-more answers asked two at a time, up to 9; then staff). Reported per value: tasks, answers,
-labels changed, flips fixed, labels changed to a WRONG label, escalations, answers per flip
-fixed, and the wrong labels left.
+For every combination of `--answers` (DRESSVISION_MAX_ASSIGNMENTS: the answers a task is
+published with), `--ask-step` (DRESSVISION_ASK_STEP: how many more while it is undecided) and
+`--witness` (whether the model's suggestion joins Dawid-Skene as a pseudo-worker,
+`shared.relabel.MODEL_WITNESS`), and every crowd seed of `--seeds`, a fresh home imports the
+run's catalog (its catalog labels, 8% of them wrong), gets a copy of the first model's stored
+predictions (its own and the train split's judging ones), and runs the round as bench/loop.py
+does: the review publishes every flagged label, the simulated crowd (12 workers of 60-90%
+accuracy, two spammers; the seed draws who they are and what they answer) answers, `collect`
+runs until no task asks for more answers (decided at posterior 0.9 with two people agreeing, up
+to 9 answers; then staff). Reported per replay: tasks, answers, labels changed, flips fixed,
+labels changed to a WRONG label, escalations, answers per flip fixed, and the wrong labels
+left; per policy, the mean and the range over the seeds.
 
-    .venv/bin/python bench/crowd_replay.py --work /tmp/loop --answers 2 3 \\
-        --out bench/results/crowd_replay.json
+    .venv/bin/python bench/crowd_replay.py --work /tmp/loop --answers 2 3 --ask-step 1 2 \\
+        --witness on off --seeds 0 1 2 --out bench/results/crowd_replay.json
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import shutil
 import sys
 from dataclasses import replace
@@ -34,14 +39,17 @@ from local.runtime import LocalRuntime  # noqa: E402
 from shared.relabel import oof_version  # noqa: E402
 
 
-def replay(work: Path, version: str, answers: int, seed: int) -> dict:
+def replay(
+    work: Path, version: str, answers: int, seed: int, *, ask_step: int = 1, witness: bool = True
+) -> dict:
     from lambdas.review import ReviewRequest, review
     from shared import relabel
+    from shared.aggregation import AggregationConfig
     from shared.backends import build_workforce
 
     catalog = work / "catalog"
     truth = read_truth(catalog / "labels_true.csv")
-    home = work / f"replay-{answers}"
+    home = work / "replay"
     shutil.rmtree(home, ignore_errors=True)
     runtime = LocalRuntime.open(
         home,
@@ -59,16 +67,20 @@ def replay(work: Path, version: str, answers: int, seed: int) -> dict:
     crowd = build_workforce(replace(runtime.settings, simulated_seed=seed), runtime.ports)
     holding = replace(runtime.ports, settings=replace(runtime.settings, retrain_threshold=10**9))
     review(runtime.ports, crowd, ReviewRequest(model_version=version, limit=10**9))
+    config = AggregationConfig(ask_step=ask_step, model_witness=witness)
     for _ in range(MAX_COLLECT_ROUNDS):
-        if not relabel.collect(holding, crowd).asked_more:
+        if not relabel.collect(holding, crowd, config=config).asked_more:
             break
     tasks = list(runtime.ports.tasks.list())
     decided = [t for t in tasks if t.status == "decided"]
     changed = [t for t in decided if t.outcome != t.current_label]
     fixed = sum(t.outcome == truth[t.image_id][t.facet] for t in changed)
     bought = sum(len(t.votes) for t in tasks)
-    return {
+    result = {
         "answers_per_task_at_first": answers,
+        "ask_step": ask_step,
+        "model_witness": witness,
+        "crowd_seed": seed,
         "tasks": len(tasks),
         "answers": bought,
         "changed": len(changed),
@@ -81,6 +93,31 @@ def replay(work: Path, version: str, answers: int, seed: int) -> dict:
             "after": len(wrong_cells(usable(runtime), truth)),
         },
     }
+    shutil.rmtree(home, ignore_errors=True)  # a replay is read once: keep the disk
+    return result
+
+
+def policies(replays: list[dict]) -> list[dict]:
+    """Per (answers at first, ask step, witness): the mean and range of each figure over the
+    crowd seeds."""
+    keys = ("answers_per_task_at_first", "ask_step", "model_witness")
+    groups: dict[tuple, list[dict]] = {}
+    for r in replays:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    out = []
+    for policy, runs in groups.items():
+        row = dict(zip(keys, policy, strict=True)) | {
+            "crowd_seeds": [r["crowd_seed"] for r in runs]
+        }
+        for name in ("answers", "fixed", "changed_to_a_wrong_label", "answers_per_label_fixed"):
+            values = [r[name] for r in runs if r[name] is not None]
+            row[name] = {
+                "mean": round(sum(values) / len(values), 2) if values else None,
+                "min": min(values, default=None),
+                "max": max(values, default=None),
+            }
+        out.append(row)
+    return out
 
 
 def main() -> int:
@@ -88,17 +125,27 @@ def main() -> int:
     parser.add_argument("--work", type=Path, required=True, help="a bench/loop.py --work folder")
     parser.add_argument("--model", default=None, help="facet model version (default: the first)")
     parser.add_argument("--answers", type=int, nargs="+", default=[2, 3])
-    parser.add_argument("--seed", type=int, default=0, help="the simulated crowd's seed")
+    parser.add_argument("--ask-step", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--witness", choices=("on", "off"), nargs="+", default=["on", "off"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="crowd seeds")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     from shared.registry import ModelRegistry
 
     artifacts = LocalRuntime.open(args.work / "home", environ={}).ports.artifacts
     version = args.model or sorted(ModelRegistry(artifacts).versions("facets"))[0]
+    replays = []
+    for answers, step, witness in itertools.product(args.answers, args.ask_step, args.witness):
+        for seed in args.seeds:
+            replays.append(
+                replay(args.work, version, answers, seed, ask_step=step, witness=witness == "on")
+            )
+            print(json.dumps(replays[-1]), file=sys.stderr, flush=True)
     report = {
         "command": " ".join(["python", "bench/crowd_replay.py", *sys.argv[1:]]),
         "model": version,
-        "replays": [replay(args.work, version, n, args.seed) for n in args.answers],
+        "policies": policies(replays),
+        "replays": replays,
     }
     emit(report, args.out)
     return 0

@@ -10,13 +10,14 @@
    budget (`--budget-tasks` per round, default unlimited), skipping what people decided; it is
    scored against the labels still wrong (catalog label != true label): precision and recall
    at K = the number of labels still wrong. The simulated crowd (12 workers of 60-90%
-   accuracy, two spammers, 3 answers a task at first) answers; `collect` runs until no task
-   asks for more answers; then `maybe_retrain` submits the deployment's training recipe (the
-   same one as the first training), the local runtime runs it, and its
-   events do what they do on AWS: a promoted model re-infers the catalog, and the re-inference
-   queues the next round's review. The loop stops when a round changed fewer labels than
-   `--min-changes` (DRESSVISION_LOOP_MIN_CHANGES), when the retrained model was not promoted,
-   or after `--max-rounds`.
+   accuracy, two spammers) answers with the deployment's policy (`--answers` at first, then
+   `--ask-step` more at a time while undecided, the model's suggestion weighed as a witness);
+   `collect` runs until no task asks for more answers; then `maybe_retrain` submits the
+   deployment's training recipe (the same one as the first training), the local runtime runs
+   it, and its events do what they do on AWS: a promoted model re-infers the catalog, and the
+   re-inference queues the next round's review. The loop stops when a round changed fewer
+   labels than `--min-changes` (DRESSVISION_LOOP_MIN_CHANGES), when the retrained model was not
+   promoted, or after `--max-rounds`.
 
 Reported per round: precision and recall at K, tasks published, answers bought, labels
 changed, wrong labels left in the store (all images), the test macro F1 of the round's model
@@ -45,11 +46,11 @@ from batch_jobs.facets.predictor import KIND as FACETS  # noqa: E402
 from local.commands.importer import import_catalog  # noqa: E402
 from local.runtime import LocalRuntime  # noqa: E402
 from local.synth_catalog import generate_catalog  # noqa: E402
+from shared.env import Settings  # noqa: E402
 from shared.records import ImageStatus, LabelRecord  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "loop.json"
-INITIAL_ASSIGNMENTS = 3
-MAX_COLLECT_ROUNDS = 8
+MAX_COLLECT_ROUNDS = 10  # collect passes: from 2 answers, one at a time, to the cap of 9
 
 
 def read_truth(path: Path) -> dict[str, dict[str, str]]:
@@ -166,6 +167,18 @@ def main() -> int:
         "--epochs", type=int, default=None, help="training epochs (default: the recipe's)"
     )
     parser.add_argument("--budget-tasks", type=int, default=None, help="tasks per round")
+    parser.add_argument(
+        "--answers",
+        type=int,
+        default=Settings.max_assignments,
+        help=f"answers a task is published with (default {Settings.max_assignments})",
+    )
+    parser.add_argument(
+        "--ask-step",
+        type=int,
+        default=Settings.ask_step,
+        help=f"more answers asked at a time while undecided (default {Settings.ask_step})",
+    )
     parser.add_argument("--min-changes", type=int, default=10, help="stop below this per round")
     parser.add_argument("--max-rounds", type=int, default=4)
     parser.add_argument(
@@ -194,7 +207,8 @@ def main() -> int:
         "DRESSVISION_LOOP_MIN_CHANGES": str(args.min_changes),
         "DRESSVISION_WORKFORCE": "simulated",
         "DRESSVISION_SIMULATED_TRUTH": str(catalog / "labels_true.csv"),
-        "DRESSVISION_MAX_ASSIGNMENTS": str(INITIAL_ASSIGNMENTS),
+        "DRESSVISION_MAX_ASSIGNMENTS": str(args.answers),
+        "DRESSVISION_ASK_STEP": str(args.ask_step),
     }
     runtime = LocalRuntime.open(work / "home", environ=environ)
     import_catalog(runtime, catalog, progress=False)
@@ -310,6 +324,7 @@ def main() -> int:
             "noise_per_facet": args.noise,
             "images": images,
         },
+        "crowd": {"answers_at_first": args.answers, "ask_step": args.ask_step},
         "recipe": {
             "epochs": recipe.epochs,
             "oof_folds": args.oof_folds,

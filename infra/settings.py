@@ -72,7 +72,8 @@ class StageSettings:
     # Rounds: after each retrain the review runs again on the new model, until a round changed
     # fewer labels than this (DRESSVISION_LOOP_MIN_CHANGES): the loop has converged.
     loop_min_changes: int = 10
-    max_assignments: int = 3  # answers asked per relabel task when it is published
+    max_assignments: int = 2  # answers asked per relabel task when it is published
+    ask_step: int = 1  # more answers asked at a time while a task is undecided
     mturk_production: bool = False  # False: the MTurk sandbox (no money); True: real workers
     # Workers estimated less accurate than this are kept out of new tasks (MTurk: a
     # qualification; A2I: reported by `dressvision workers`). 0: nobody is.
@@ -130,6 +131,11 @@ class StageSettings:
             1 <= self.max_assignments <= MAX_ASSIGNMENTS_PER_HIT,
             "maxAssignments",
             f"between 1 and {MAX_ASSIGNMENTS_PER_HIT} (MTurk's fee doubles from 10 answers)",
+        )
+        _check(
+            1 <= self.ask_step <= MAX_ASSIGNMENTS_PER_HIT - 1,
+            "askStep",
+            f"between 1 and {MAX_ASSIGNMENTS_PER_HIT - 1}",
         )
         _check(
             5 <= self.collect_every_minutes <= 360,

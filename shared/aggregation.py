@@ -32,17 +32,22 @@ class AggregationConfig:
     - min_agreeing: ... and at least this many answers name the top label (one confident worker
       is never enough on its own, whatever the model of workers says).
     - initial_assignments: how many workers a new task starts with.
-    - ask_step: how many more workers to ask when a task is not decided yet.
+    - ask_step: how many more workers to ask when a task is not decided yet (one at a time buys
+      the fewest answers; more at a time decides sooner when answers are slow to come).
     - max_assignments: the budget cap per task; reached without a decision -> escalate to staff.
+    - model_witness: the model's suggestion counts as one more answer of a pseudo-worker whose
+      confusion matrix is estimated like everybody's (see `shared.relabel.MODEL_WITNESS`); it
+      never counts towards `min_agreeing`, which only people's answers reach.
     - smoothing: Dirichlet pseudo-count added to every confusion-matrix cell and class prior.
     - tol, max_iter: EM stops when no posterior moves more than `tol`, or after `max_iter` rounds.
     """
 
     threshold: float = 0.9
     min_agreeing: int = 2
-    initial_assignments: int = 3
-    ask_step: int = 2
+    initial_assignments: int = 2
+    ask_step: int = 1
     max_assignments: int = 9
+    model_witness: bool = True
     smoothing: float = 1.0
     tol: float = 1e-5
     max_iter: int = 500

@@ -59,6 +59,7 @@ FIRST_TRAIN_MIN_IMAGES = "DRESSVISION_FIRST_TRAIN_MIN_IMAGES"
 # Relabel tasks: which Workforce answers them ("internal", "simulated", "mturk", "a2i") and how.
 WORKFORCE = "DRESSVISION_WORKFORCE"
 MAX_ASSIGNMENTS = "DRESSVISION_MAX_ASSIGNMENTS"  # answers asked per task at publish time
+ASK_STEP = "DRESSVISION_ASK_STEP"  # answers asked at a time while a task is undecided
 MTURK_PRODUCTION = "DRESSVISION_MTURK_PRODUCTION"  # "true" for real money; sandbox otherwise
 MTURK_REWARD_USD = "DRESSVISION_MTURK_REWARD_USD"  # per assignment, before MTurk's fee
 MTURK_BUDGET_USD = "DRESSVISION_MTURK_BUDGET_USD"  # cap on rewards + fees of all published HITs
@@ -173,7 +174,8 @@ class Settings:
     train_weights: str | None = None  # None: random init (the recipe's own default)
     first_train_min_images: int = 0  # off unless set (infra sets it on AWS)
     workforce: str = "internal"
-    max_assignments: int = 3
+    max_assignments: int = 2  # bench/results/crowd_replay.json: 2, then one at a time
+    ask_step: int = 1
     mturk_production: bool = False
     mturk_reward_usd: Decimal = Decimal("0.05")
     mturk_budget_usd: Decimal = Decimal("10.00")
@@ -216,6 +218,8 @@ class Settings:
             raise ValueError(f"{FIRST_TRAIN_MIN_IMAGES} must be 0 (off) or more")
         if self.max_assignments < 1:
             raise ValueError(f"{MAX_ASSIGNMENTS} must be at least 1, got {self.max_assignments}")
+        if self.ask_step < 1:
+            raise ValueError(f"{ASK_STEP} must be at least 1, got {self.ask_step}")
         if not 0.0 <= self.min_worker_accuracy < 1.0:
             raise ValueError(
                 f"{MIN_WORKER_ACCURACY} must be in [0, 1) (e.g. 0.5; 0 keeps everybody), got "
@@ -251,6 +255,7 @@ class Settings:
             first_train_min_images=_int(env, FIRST_TRAIN_MIN_IMAGES, cls.first_train_min_images),
             workforce=env.get(WORKFORCE, cls.workforce),
             max_assignments=_int(env, MAX_ASSIGNMENTS, cls.max_assignments),
+            ask_step=_int(env, ASK_STEP, cls.ask_step),
             mturk_production=_bool(env, MTURK_PRODUCTION),
             mturk_reward_usd=_decimal(env, MTURK_REWARD_USD, cls.mturk_reward_usd),
             mturk_budget_usd=_decimal(env, MTURK_BUDGET_USD, cls.mturk_budget_usd),
@@ -315,6 +320,7 @@ class Settings:
             FIRST_TRAIN_MIN_IMAGES: str(self.first_train_min_images),
             WORKFORCE: self.workforce,
             MAX_ASSIGNMENTS: str(self.max_assignments),
+            ASK_STEP: str(self.ask_step),
             MTURK_PRODUCTION: "true" if self.mturk_production else "false",
             MTURK_REWARD_USD: str(self.mturk_reward_usd),
             MTURK_BUDGET_USD: str(self.mturk_budget_usd),

@@ -21,7 +21,9 @@ Plain functions over the ports, shared by the review and collect Lambdas and the
 - `publish_tasks`: one task per (image, facet, label version), so a re-run publishes nothing
   twice; stops at the workforce's budget.
 - `collect`: fetch answers, aggregate every facet's votes with Dawid-Skene (worker reliability
-  estimated across all tasks), then decide each open task: update the label (optimistic
+  estimated across all tasks; the model's suggestion joins as one more answer, `MODEL_WITNESS`,
+  whose reliability is estimated the same way), then decide each open task (two people must
+  agree; undecided, it asks DRESSVISION_ASK_STEP more answers): update the label (optimistic
   locking, a label event with the votes), ask for more answers, or escalate to staff. A label
   that changed after the task was published is never overwritten: the conflict is recorded.
   Faults stay local: a task whose answers cannot be read or decided fails alone (the error is
@@ -469,11 +471,30 @@ def _close_or_escalate(
     _note(ports, task, note, status=status)
 
 
-def _vote_triples(tasks: list[RelabelTask], ports: Ports) -> dict[str, list[tuple]]:
+# The model's suggestion as an answer of its own, for Dawid-Skene: a pseudo-worker whose
+# confusion matrix (how often the model is right when it suggests each label, learned from the
+# people's answers on every task) weighs its vote, as a classifier's output is the prior of the
+# true label in Raykar et al., "Learning from crowds" (JMLR 2010). A task still needs two people
+# who agree (`AggregationConfig.min_agreeing`); the witness settles a split between them sooner
+# and lends weight where the model has been right before. Never a worker in the workers table.
+MODEL_WITNESS = "dressvision:model"
+
+
+def _vote_triples(
+    tasks: list[RelabelTask], ports: Ports, *, model_witness: bool = False
+) -> dict[str, list[tuple]]:
     """facet -> [(task_id, worker_id, label index)], one vote per worker and task (the latest:
-    a worker who answered twice through a redelivery counts once)."""
+    a worker who answered twice through a redelivery counts once); with `model_witness`, each
+    task's suggestion as the vote of `MODEL_WITNESS`."""
     per_facet: dict[str, dict[tuple[str, str], tuple]] = defaultdict(dict)
     for task in tasks:
+        if model_witness and task.votes:
+            index = ports.taxonomy.index(task.facet, task.suggested)
+            per_facet[task.facet][(task.task_id, MODEL_WITNESS)] = (
+                task.task_id,
+                MODEL_WITNESS,
+                index,
+            )
         for vote in sorted(task.votes, key=lambda v: v.at):
             index = ports.taxonomy.index(task.facet, vote.label)
             per_facet[task.facet][(task.task_id, vote.worker_id)] = (
@@ -529,7 +550,11 @@ def collect(
     """Fetch answers of the open tasks this workforce published, aggregate, decide, update
     labels; then maybe retrain. One task's failure is recorded on it and never stops the
     pass (see the module docstring)."""
-    config = config or AggregationConfig(max_assignments=max(9, ports.settings.max_assignments))
+    settings = ports.settings
+    config = config or AggregationConfig(
+        ask_step=settings.ask_step,
+        max_assignments=max(9, settings.max_assignments),
+    )
     summary = CollectSummary()
     open_tasks = []
     for task in ports.tasks.list("open"):
@@ -554,7 +579,8 @@ def collect(
     answered.update({t.task_id: t for t in open_tasks if t.votes})
     results = {}
     per_facet = []
-    for facet, votes in _vote_triples(list(answered.values()), ports).items():
+    triples = _vote_triples(list(answered.values()), ports, model_witness=config.model_witness)
+    for facet, votes in triples.items():
         k = len(ports.taxonomy.labels(facet))
         per_facet.append(dawid_skene(votes, k, config=config))
         results.update(per_facet[-1].tasks)
@@ -578,6 +604,8 @@ def record_workers(
     if not per_facet:
         return []
     provider_of = {v.worker_id: t.provider for t in tasks for v in t.votes}
+    summaries = summarize_workers(per_facet)
+    summaries.pop(MODEL_WITNESS, None)  # the model is not a worker to pay, judge or exclude
     threshold = ports.settings.min_worker_accuracy
     now = datetime.now(UTC)
     records = [
@@ -591,7 +619,7 @@ def record_workers(
             excluded=threshold > 0 and s.below(threshold),
             updated_at=now,
         )
-        for worker_id, s in summarize_workers(per_facet).items()
+        for worker_id, s in summaries.items()
     ]
     before = {w.worker_id: w.excluded for w in ports.tasks.workers(workforce.name)}
     ports.tasks.put_workers(records)
@@ -657,6 +685,8 @@ def _decide(
             "posterior": round(decision.confidence, 4),
             "votes": [{"worker": v.worker_id, "label": v.label} for v in task.votes],
         }
+        if config.model_witness:  # the posterior weighed the model's suggestion too
+            evidence["model_witness"] = task.suggested
         result = _apply_outcome(ports, task, label, evidence)
         workforce.finish(task)
         status = "conflict" if result == "conflict" else "decided"

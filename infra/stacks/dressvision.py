@@ -113,6 +113,7 @@ class DressvisionStack(Stack):
         variables = {
             env.WORKFORCE: s.workforce,
             env.MAX_ASSIGNMENTS: str(s.max_assignments),
+            env.ASK_STEP: str(s.ask_step),
             env.MTURK_PRODUCTION: "true" if s.mturk_production else "false",
             env.MTURK_BUDGET_USD: str(s.budget_cap_usd),
             env.RETRAIN_THRESHOLD: str(s.retrain_threshold),

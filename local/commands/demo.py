@@ -167,9 +167,10 @@ def _train_tag_and_relabel(runtime: LocalRuntime, catalog: Path, args, interacti
                 )
         if warning := review.coverage_warning():
             print(f"  warning: {warning}")
-        published = publish_tasks(ports, crowd, review.suspects, max_assignments=3)
+        assignments = runtime.settings.max_assignments  # 2 by default, then one at a time
+        published = publish_tasks(ports, crowd, review.suspects, max_assignments=assignments)
         ids = set(published.task_ids)
-        for _ in range(5):  # undecided tasks ask for more answers
+        for _ in range(10):  # undecided tasks ask for more answers, up to 9
             if not collect(ports, crowd).asked_more:
                 break
         tasks = [t for t in ports.tasks.list() if t.task_id in ids]

@@ -307,7 +307,8 @@ def test_each_loop_lambda_gets_settings_its_handler_accepts(
         return
     assert settings.workforce == {"synth": "internal", "mturk": "mturk", "a2i": "a2i"}[app]
     assert str(settings.mturk_budget_usd) == "50.0" and settings.mturk_production is False
-    assert settings.retrain_threshold == 100 and settings.max_assignments == 3
+    assert settings.retrain_threshold == 100 and settings.max_assignments == 2
+    assert settings.ask_step == 1  # one more answer at a time
     assert settings.loop_min_changes == 10  # the rounds stop where the stage says
     if app == "a2i":
         assert settings.a2i_flow_definition_arn == a2i_flow_definition

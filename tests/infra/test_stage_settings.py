@@ -81,6 +81,7 @@ def test_cdk_json_holds_only_known_settings():
         ("dressvision:workforce", "a2i", "set when workforce is a2i"),
         ("dressvision:a2iFlowDefinitionArn", "dress-relabel", "flow-definition/<name>"),
         ("dressvision:maxAssignments", "10", "between 1 and 9"),
+        ("dressvision:askStep", "0", "between 1 and 8"),
         ("dressvision:collectEveryMinutes", "1", "between 5 and 360"),
     ],
 )

@@ -183,13 +183,14 @@ def test_decided_when_confident_and_two_agree():
 def test_a_high_posterior_still_needs_two_agreeing_answers():
     decision = decide(CONFIDENT, [0, 1, 2])
     assert decision.outcome == Outcome.ASK_MORE
-    assert decision.ask == 2
+    assert decision.ask == 1  # one more answer at a time by default
     assert "agree" in decision.reason
 
 
 def test_ask_more_when_unsure_capped_by_the_budget():
-    assert decide(UNSURE, [0, 0, 1]).ask == 2
-    capped = decide(UNSURE, [0, 0, 1, 0, 1, 2, 0, 1], config=AggregationConfig(max_assignments=9))
+    two_at_a_time = AggregationConfig(ask_step=2, max_assignments=9)
+    assert decide(UNSURE, [0, 0, 1], config=two_at_a_time).ask == 2
+    capped = decide(UNSURE, [0, 0, 1, 0, 1, 2, 0, 1], config=two_at_a_time)
     assert capped.outcome == Outcome.ASK_MORE and capped.ask == 1
 
 
@@ -202,6 +203,18 @@ def test_wait_while_answers_are_outstanding():
     assert decide(UNSURE, [0, 1], assigned=3).outcome == Outcome.WAIT
     assert decide(UNSURE, [0, 1, 0, 1, 0, 1, 0, 1], assigned=9).outcome == Outcome.WAIT
     assert decide(CONFIDENT, [0, 0], assigned=3).outcome == Outcome.DECIDED
+
+
+def test_a_witness_that_was_right_before_tips_a_split_its_way():
+    """The model's suggestion as a pseudo-worker (shared.relabel.MODEL_WITNESS): where it agreed
+    with the people on earlier tasks, it raises the posterior of its label on a split task."""
+    history = [(f"t{i}", w, i % 3) for i in range(30) for w in ("a", "b", "model")]
+    split = [("x", "a", 0), ("x", "c", 1)]
+    without = dawid_skene(history + split, 3).tasks["x"].posterior
+    witnessed = dawid_skene([*history, *split, ("x", "model", 0)], 3).tasks["x"].posterior
+    assert witnessed[0] > 0.9 > without[0]
+    # One person is never enough, however sure the posterior: `decide` counts the answers.
+    assert decide(witnessed, [0, 1]).outcome == Outcome.ASK_MORE
 
 
 def test_threshold_comes_from_the_config():

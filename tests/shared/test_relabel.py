@@ -10,6 +10,7 @@ from shared.errors import ConflictError
 from shared.keys import review_thresholds_key, snapshot_key
 from shared.records import LabelSource
 from shared.relabel import (
+    MODEL_WITNESS,
     answer_as_staff,
     collect,
     find_suspicious,
@@ -170,6 +171,22 @@ def test_collect_fixes_the_labels_keeps_splits_and_retrains(flipped_necklines, p
     assert {r.image_id: r.split for r in ports.labels.scan()} == splits
     assert [r.name for r in ports.jobs.requests] == ["train"]  # 3 changes reached the threshold
     assert maybe_retrain(ports) is None  # not twice for the same changes
+
+
+def test_the_model_witness_weighs_in_but_only_people_decide(flipped_necklines, ports, crowd):
+    publish_tasks(ports, crowd, find_suspicious(ports, "v1"), max_assignments=2)
+    summary = collect(ports, crowd)
+    while summary.asked_more:  # one more answer at a time (DRESSVISION_ASK_STEP)
+        summary = collect(ports, crowd)
+    decided = list(ports.tasks.list("decided"))
+    assert decided
+    for task in decided:  # two people named the outcome, whatever the model suggested
+        assert sum(v.label == task.outcome for v in task.votes) >= 2
+        assert MODEL_WITNESS not in {v.worker_id for v in task.votes}
+        event = [e for e in ports.labels.events(task.image_id) if e.evidence][-1]
+        assert event.evidence["model_witness"] == task.suggested  # the audit trail says so
+    workers = {w.worker_id for w in ports.tasks.workers(crowd.name)}
+    assert workers and MODEL_WITNESS not in workers  # never paid, judged or excluded
 
 
 def test_a_label_changed_by_staff_after_publishing_is_not_overwritten(
