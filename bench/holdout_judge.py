@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import shutil
 import sys
 import tempfile
@@ -32,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loop import read_truth  # noqa: E402
+from bench.oof_options import emit  # noqa: E402
 from bench.train_quality import cli_args  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "holdout_judge.json"
@@ -141,9 +141,7 @@ def main() -> int:
         ),
         "loop_dynamics_judge": score(hidden, dynamics, truth, classes),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=2) + "\n")
-    print(json.dumps(document, indent=2))
+    emit(document, args.out)
     return 0
 
 

@@ -14,7 +14,6 @@ training) for a train image. Reported per split and facet: how many are left, wh
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -23,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loop import read_truth, wrong_cells  # noqa: E402
+from bench.oof_options import emit  # noqa: E402
 from local.runtime import LocalRuntime  # noqa: E402
 from shared.ports import Ports  # noqa: E402
 from shared.records import ImageStatus, LabelSource  # noqa: E402
@@ -102,9 +102,7 @@ def main() -> int:
         "command": f"python bench/loop_leftovers.py --work {args.work}",
         **leftovers(ports, model, read_truth(truth_file)),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=2) + "\n")
-    print(json.dumps(document, indent=2))
+    emit(document, args.out)
     return 0
 
 

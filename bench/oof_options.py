@@ -70,6 +70,7 @@ def emit(report: dict, out: Path | None) -> None:
     """Print the report, and write it to `out` when given."""
     print(json.dumps(report, indent=2))
     if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
 
 
