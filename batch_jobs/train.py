@@ -4,7 +4,10 @@ One run: export a labels snapshot (or, when resuming, read the run's own), optio
 locator on it, prepare the images (located crop when a locator is current), train a ResNet with
 one head per facet (class-weighted, masked loss), evaluate on the fixed train/test splits, save
 the version in the model registry with its preprocessing config, store per-image predictions,
-and promote it if its test macro F1 is not worse than the current model's.
+and promote it if its test macro F1 is not worse than the current model's. What review judges
+the train split's labels with is stored beside the model (`oof_version`): the training
+dynamics of the images it trained on and, with `--holdout-folds N`, its own predictions for
+the products of the one fold it left out (the relabel loop rotates that fold).
 
 A checkpoint (model, optimizer, scheduler, epoch, args, history) goes to the artifacts store
 after every epoch under the run id (on AWS Batch: the job id, stable across retries), so a job
@@ -45,7 +48,7 @@ from batch_jobs.checkpoint import (
     save_checkpoint,
     serialize,
 )
-from batch_jobs.crossval import out_of_fold_predictions, subset
+from batch_jobs.crossval import fold_of, out_of_fold_predictions, subset
 from batch_jobs.dynamics import TrainingDynamics
 from batch_jobs.engine import amp_dtype, evaluate, pick_device, train_one_epoch
 from batch_jobs.evaluate import evaluate_records, store_predictions, summary
@@ -177,7 +180,30 @@ def check_args(args: argparse.Namespace, taxonomy: Taxonomy) -> None:
         raise ConfigurationError("--epochs and --batch-size must be at least 1")
     if args.oof_folds == 1 or args.oof_folds < 0:
         raise ConfigurationError("--oof-folds must be 0 (off) or at least 2")
+    if args.holdout_folds == 1 or args.holdout_folds < 0:
+        raise ConfigurationError("--holdout-folds must be 0 (off) or at least 2")
+    if args.holdout_folds and not 0 <= args.holdout_fold < args.holdout_folds:
+        raise ConfigurationError(
+            f"--holdout-fold must be between 0 and {args.holdout_folds - 1}, "
+            f"got {args.holdout_fold}"
+        )
+    if args.holdout_folds and args.oof_folds:
+        raise ConfigurationError(
+            "--holdout-folds and --oof-folds both judge the train split; choose one"
+        )
     resolve_weights(args.arch, args.weights)  # a named download fails here, naming the file
+
+
+def held_out(records: Sequence[LabelRecord], args: argparse.Namespace) -> torch.Tensor:
+    """The train images whose products are in the fold `--holdout-fold` of `--holdout-folds`
+    (all photos of a product together; the same products on every machine)."""
+    folds, fold = getattr(args, "holdout_folds", 0), getattr(args, "holdout_fold", 0)
+    if not folds:
+        return torch.zeros(len(records), dtype=torch.bool)
+    return torch.tensor(
+        [r.split == "train" and fold_of(r.product_id, folds) == fold for r in records],
+        dtype=torch.bool,
+    )
 
 
 def load_data(
@@ -558,6 +584,8 @@ def train(args: argparse.Namespace, ports: Ports) -> TrainResult:
     targets = facet_targets(prepared.records, taxonomy, args.facets)
     is_train = torch.tensor([r.split == "train" for r in prepared.records], dtype=torch.bool)
     labelled = is_train & (targets != UNKNOWN).any(dim=1)
+    held = held_out(prepared.records, args) & labelled
+    labelled &= ~held
     if int(labelled.sum()) == 0:
         raise FacetDataError(
             f"no readable training image has a label for {', '.join(args.facets)}; import a "
@@ -595,7 +623,11 @@ def train(args: argparse.Namespace, ports: Ports) -> TrainResult:
         **evaluation.document,
         **summary(evaluation.document),
         "without_crop": evaluation.without_crop,
-        "images": {"train": int(labelled.sum()), "evaluated": len(prepared.records)},
+        "images": {
+            "train": int(labelled.sum()),
+            "held_out": int(held.sum()),
+            "evaluated": len(prepared.records),
+        },
         "skipped": skipped,
         "history": fit.history,
     }
@@ -610,6 +642,16 @@ def train(args: argparse.Namespace, ports: Ports) -> TrainResult:
             oof_version(version),
             subset(prepared, labelled),
             fit.dynamics.mean(),
+            taxonomy,
+        )
+    if int(held.sum()):
+        # Out of sample: the model never saw these products.
+        rows = held.nonzero().flatten().numpy()
+        store_predictions(
+            ports.predictions,
+            oof_version(version),
+            subset(prepared, held),
+            {facet: probs[rows] for facet, probs in evaluation.probs.items()},
             taxonomy,
         )
     delete_checkpoint(ports.artifacts, ckpt_key)

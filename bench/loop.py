@@ -13,7 +13,9 @@
    accuracy, two spammers) answers with the deployment's policy (`--answers` at first, then
    `--ask-step` more at a time while undecided, the model's suggestion weighed as a witness);
    `collect` runs until no task asks for more answers; then `maybe_retrain` submits the
-   deployment's training recipe (the same one as the first training), the local runtime runs
+   deployment's training recipe (the same one as the first training; with `--holdout-folds N`,
+   DRESSVISION_LOOP_HOLDOUT_FOLDS, each retraining leaves out a different one of N folds of
+   train products, which its model then judges out of sample), the local runtime runs
    it, and its events do what they do on AWS: a promoted model re-infers the catalog, and the
    re-inference queues the next round's review. The loop stops when a round changed fewer
    labels than `--min-changes` (DRESSVISION_LOOP_MIN_CHANGES), when the retrained model was not
@@ -152,6 +154,17 @@ def markdown_table(rounds: list[dict]) -> str:
     return head + rows
 
 
+def request_fold(runtime: LocalRuntime) -> int | None:
+    """The fold of train products the round's model left out (None: the first training)."""
+    from shared.errors import NotFoundError
+    from shared.keys import TRAIN_REQUEST_KEY
+
+    try:
+        return json.loads(runtime.ports.artifacts.get(TRAIN_REQUEST_KEY).body).get("holdout_fold")
+    except NotFoundError:
+        return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--products", type=int, default=500)
@@ -162,6 +175,14 @@ def main() -> int:
         type=int,
         default=0,
         help="judge the train split with K fold models instead of the training dynamics",
+    )
+    parser.add_argument(
+        "--holdout-folds",
+        type=int,
+        default=Settings.loop_holdout_folds,
+        help="the loop's retrainings leave one of N folds of train products out, a different "
+        "one each round, judged by the new model (DRESSVISION_LOOP_HOLDOUT_FOLDS; default "
+        f"{Settings.loop_holdout_folds})",
     )
     parser.add_argument(
         "--epochs", type=int, default=None, help="training epochs (default: the recipe's)"
@@ -205,6 +226,7 @@ def main() -> int:
     environ = {
         "DRESSVISION_RETRAIN_THRESHOLD": str(args.min_changes),  # a round that continues retrains
         "DRESSVISION_LOOP_MIN_CHANGES": str(args.min_changes),
+        "DRESSVISION_LOOP_HOLDOUT_FOLDS": str(args.holdout_folds),
         "DRESSVISION_WORKFORCE": "simulated",
         "DRESSVISION_SIMULATED_TRUTH": str(catalog / "labels_true.csv"),
         "DRESSVISION_MAX_ASSIGNMENTS": str(args.answers),
@@ -231,9 +253,16 @@ def main() -> int:
         recipe = replace(recipe, epochs=args.epochs)
     if args.force_promote:
         recipe = replace(recipe, force=True)
+
     # The retraining collect submits carries this recipe (the deployment's, with the bench's
     # epochs and folds: the settings have no epochs).
-    relabel.training_request = lambda ports: JobRequest(name="train", args=recipe.to_args())
+    def loop_request(ports, holdout_fold=None):
+        held = recipe
+        if holdout_fold is not None and args.holdout_folds:
+            held = replace(recipe, holdout_folds=args.holdout_folds, holdout_fold=holdout_fold)
+        return JobRequest(name="train", args=held.to_args())
+
+    relabel.training_request = loop_request
     first_args = {"oof_folds": args.oof_folds, "locator": "train"}
     if args.epochs is not None:
         first_args["epochs"] = args.epochs
@@ -252,6 +281,43 @@ def main() -> int:
     registry = ModelRegistry(runtime.ports.artifacts)
     request = {"round": True}
     rounds: list[dict] = []
+
+    def write_report(stopped: str) -> dict:
+        """The report so far, written to --out: after every round, so that a run stopped
+        between rounds (each a training of several minutes) keeps what it measured."""
+        final = usable(runtime)
+        final_version = registry.current(FACETS)
+        answers = sum(r["answers"] for r in rounds)
+        fixed = sum(r["fixed"] for r in rounds)
+        report = {
+            "command": " ".join(["python", "bench/loop.py", *sys.argv[1:]]),
+            "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
+            "catalog": {
+                "products": args.products,
+                "seed": args.seed,
+                "noise_per_facet": args.noise,
+                "images": images,
+            },
+            "crowd": {"answers_at_first": args.answers, "ask_step": args.ask_step},
+            "recipe": {
+                "epochs": recipe.epochs,
+                "oof_folds": args.oof_folds,
+                "loop_holdout_folds": args.holdout_folds,
+                "force_promote": args.force_promote,
+            },
+            "rounds": rounds,
+            "stopped": stopped,
+            "label_error_rate": {"before": before, "after": error_rates(final, truth)},
+            "wrong_images": {"before": wrong_images_before, "after": wrong_images(final, truth)},
+            "answers_per_label_fixed": round(answers / fixed, 2) if fixed else None,
+            "final_model": final_version,
+            "final_test_macro_f1_true": mean(true_test_f1(runtime, final_version, truth)),
+            "seconds": seconds,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        return report
+
     stopped = f"after --max-rounds {args.max_rounds}"
     for number in range(1, args.max_rounds + 1):
         version = registry.current(FACETS)
@@ -276,6 +342,7 @@ def main() -> int:
             {
                 "round": number,
                 "model": version,
+                "held_out_fold": request_fold(runtime),
                 "ranking": scored,
                 "without_predictions": ranking.without_predictions,
                 "tasks": len(tasks),
@@ -292,6 +359,7 @@ def main() -> int:
         )
         print(json.dumps(rounds[-1]), flush=True)
         lap(f"round_{number}")
+        write_report(f"running: round {number} done, its retraining not yet")
         if changed < args.min_changes:
             stopped = f"round {number} changed {changed} labels (< {args.min_changes})"
             break
@@ -311,37 +379,7 @@ def main() -> int:
             break
         request = rounds_queued[-1]
 
-    final = usable(runtime)
-    final_version = registry.current(FACETS)
-    answers = sum(r["answers"] for r in rounds)
-    fixed = sum(r["fixed"] for r in rounds)
-    report = {
-        "command": " ".join(["python", "bench/loop.py", *sys.argv[1:]]),
-        "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
-        "catalog": {
-            "products": args.products,
-            "seed": args.seed,
-            "noise_per_facet": args.noise,
-            "images": images,
-        },
-        "crowd": {"answers_at_first": args.answers, "ask_step": args.ask_step},
-        "recipe": {
-            "epochs": recipe.epochs,
-            "oof_folds": args.oof_folds,
-            "force_promote": args.force_promote,
-        },
-        "rounds": rounds,
-        "stopped": stopped,
-        "label_error_rate": {"before": before, "after": error_rates(final, truth)},
-        "wrong_images": {"before": wrong_images_before, "after": wrong_images(final, truth)},
-        "answers_per_label_fixed": round(answers / fixed, 2) if fixed else None,
-        "final_model": final_version,
-        "final_test_macro_f1_true": mean(true_test_f1(runtime, final_version, truth)),
-        "seconds": seconds,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    print(json.dumps(write_report(stopped), indent=2))
     print(markdown_table(rounds))
     return 0
 

@@ -72,6 +72,10 @@ class StageSettings:
     # Rounds: after each retrain the review runs again on the new model, until a round changed
     # fewer labels than this (DRESSVISION_LOOP_MIN_CHANGES): the loop has converged.
     loop_min_changes: int = 10
+    # Each of the loop's retrainings leaves one of this many folds of train products out, a
+    # different one each round, so that its model judges those labels out of sample
+    # (DRESSVISION_LOOP_HOLDOUT_FOLDS); 0: train on all of them.
+    loop_holdout_folds: int = 0
     max_assignments: int = 2  # answers asked per relabel task when it is published
     ask_step: int = 1  # more answers asked at a time while a task is undecided
     mturk_production: bool = False  # False: the MTurk sandbox (no money); True: real workers
@@ -122,6 +126,11 @@ class StageSettings:
         _check(self.budget_cap_usd >= 0, "budgetCapUsd", "not negative")
         _check(self.retrain_threshold >= 1, "retrainThreshold", "at least 1")
         _check(self.loop_min_changes >= 1, "loopMinChanges", "at least 1")
+        _check(
+            self.loop_holdout_folds == 0 or 2 <= self.loop_holdout_folds <= 10,
+            "loopHoldoutFolds",
+            "0 (off) or between 2 and 10",
+        )
         _check(
             0.0 <= self.min_worker_accuracy < 1.0,
             "minWorkerAccuracy",

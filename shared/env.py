@@ -33,6 +33,9 @@ REVIEW_QUEUE_URL = "DRESSVISION_REVIEW_QUEUE_URL"  # batch_events -> review
 RETRAIN_THRESHOLD = "DRESSVISION_RETRAIN_THRESHOLD"  # changed labels that trigger training
 # The relabel loop stops when a round (review -> answers -> retrain) changed fewer labels.
 LOOP_MIN_CHANGES = "DRESSVISION_LOOP_MIN_CHANGES"
+# The loop's retrainings leave one of this many folds of train products out, a different one
+# each round, so that the new model judges those labels out of sample (0: off).
+LOOP_HOLDOUT_FOLDS = "DRESSVISION_LOOP_HOLDOUT_FOLDS"
 # Job definition per job name: DRESSVISION_JOB_DEFINITION_INFER, ..._TRAIN.
 JOB_DEFINITION_PREFIX = "DRESSVISION_JOB_DEFINITION_"
 
@@ -186,6 +189,7 @@ class Settings:
     review_queue_url: str = ""
     retrain_threshold: int = 50
     loop_min_changes: int = 10
+    loop_holdout_folds: int = 0
     task_deadline_hours: float = 7 * 24.0  # an MTurk HIT's default lifetime
     min_worker_accuracy: float = 0.0
     web_base_url: str = ""
@@ -266,6 +270,7 @@ class Settings:
             review_queue_url=env.get(REVIEW_QUEUE_URL, ""),
             retrain_threshold=_int(env, RETRAIN_THRESHOLD, cls.retrain_threshold),
             loop_min_changes=_int(env, LOOP_MIN_CHANGES, cls.loop_min_changes),
+            loop_holdout_folds=_int(env, LOOP_HOLDOUT_FOLDS, cls.loop_holdout_folds),
             task_deadline_hours=_float(env, TASK_DEADLINE_HOURS, cls.task_deadline_hours),
             min_worker_accuracy=_float(env, MIN_WORKER_ACCURACY, cls.min_worker_accuracy),
             web_base_url=env.get(WEB_BASE_URL, "").rstrip("/"),
@@ -331,6 +336,7 @@ class Settings:
             REVIEW_QUEUE_URL: self.review_queue_url,
             RETRAIN_THRESHOLD: str(self.retrain_threshold),
             LOOP_MIN_CHANGES: str(self.loop_min_changes),
+            LOOP_HOLDOUT_FOLDS: str(self.loop_holdout_folds),
             TASK_DEADLINE_HOURS: repr(self.task_deadline_hours),
             MIN_WORKER_ACCURACY: repr(self.min_worker_accuracy),
             WEB_BASE_URL: self.web_base_url,

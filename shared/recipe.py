@@ -36,6 +36,11 @@ DEFAULT_HUE = 0.5
 # K fold models' out-of-fold predictions replace them with --oof-folds K (K extra trainings on
 # (K-1)/K of the data: twice the time at K=2, and worse, bench/results/judge_options.json).
 DEFAULT_OOF_FOLDS = 0
+# The relabel loop's retrainings hold one fold of the train products out (a different one each
+# round, DRESSVISION_LOOP_HOLDOUT_FOLDS): the model's own predictions judge those labels, which
+# the training dynamics cannot once a product's photos all carry the same wrong label
+# (bench/results/holdout_judge.json). A plain `dressvision train` holds nothing out.
+DEFAULT_HOLDOUT_FOLDS = 0
 
 LocatorChoice = Literal["auto", "train", "current", "none"]
 LOCATOR_CHOICES: tuple[str, ...] = ("auto", "train", "current", "none")
@@ -73,6 +78,8 @@ class TrainingRecipe:
     hue: float = DEFAULT_HUE
     seed: int = 0
     oof_folds: int = DEFAULT_OOF_FOLDS
+    holdout_folds: int = DEFAULT_HOLDOUT_FOLDS
+    holdout_fold: int = 0
     dynamics: bool = True
     amp: bool = True
     force: bool = False
@@ -84,6 +91,15 @@ class TrainingRecipe:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         if not 0.0 <= self.hue <= 0.5:
             raise ValueError(f"hue must be between 0 and 0.5 (of the colour wheel), got {self.hue}")
+        if self.holdout_folds == 1 or self.holdout_folds < 0:
+            raise ValueError(
+                f"holdout folds must be 0 (off) or at least 2, got {self.holdout_folds}"
+            )
+        if self.holdout_folds and not 0 <= self.holdout_fold < self.holdout_folds:
+            raise ValueError(
+                f"holdout fold must be between 0 and {self.holdout_folds - 1}, "
+                f"got {self.holdout_fold}"
+            )
         if self.facets is not None:
             object.__setattr__(self, "facets", tuple(self.facets))
 
@@ -235,6 +251,23 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         help="judge the train split's labels with out-of-fold predictions of K models, each "
         "trained without one fold of products, instead of the training dynamics (K extra "
         f"trainings on (K-1)/K of the data; default {d.oof_folds} = off)",
+    )
+    add(
+        "--holdout-folds",
+        type=int,
+        default=keep,
+        metavar="N",
+        help="deal the train split's products into N folds and leave one out of this training "
+        "(--holdout-fold): the model's own predictions judge those labels, the training "
+        "dynamics the rest; the relabel loop's retrainings rotate the fold "
+        f"(default {d.holdout_folds} = off)",
+    )
+    add(
+        "--holdout-fold",
+        type=int,
+        default=keep,
+        metavar="K",
+        help=f"which of the --holdout-folds is left out, 0 to N-1 (default {d.holdout_fold})",
     )
     add(
         "--dynamics",

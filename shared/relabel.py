@@ -833,16 +833,34 @@ def changes_since_last_training(ports: Ports) -> int:
     )
 
 
+def next_holdout_fold(ports: Ports) -> int | None:
+    """The fold of train products the loop's next retraining leaves out: the one after the
+    last request's, so that every fold is judged out of sample in turn (None when
+    DRESSVISION_LOOP_HOLDOUT_FOLDS is 0)."""
+    folds = ports.settings.loop_holdout_folds
+    if not folds:
+        return None
+    try:
+        last = json.loads(ports.artifacts.get(TRAIN_REQUEST_KEY).body).get("holdout_fold")
+    except NotFoundError:
+        last = None
+    return 0 if last is None else (int(last) + 1) % folds
+
+
 def maybe_retrain(ports: Ports) -> str | None:
     """Submit the training job when at least `retrain_threshold` labels changed since the last
     training (or training request). Returns the job id, or None. The job carries the
     deployment's whole recipe (`training_request`): the locator when none is current,
-    the training dynamics the next review judges with, the configured image and batch sizes."""
+    the training dynamics the next review judges with, the configured image and batch sizes,
+    and the next fold to hold out (`next_holdout_fold`)."""
     changed = changes_since_last_training(ports)
     if changed < ports.settings.retrain_threshold:
         return None
-    job_id = ports.jobs.submit(training_request(ports))
+    fold = next_holdout_fold(ports)
+    job_id = ports.jobs.submit(training_request(ports, holdout_fold=fold))
     record = {"at": datetime.now(UTC).isoformat(), "job_id": job_id, "changed": changed}
+    if fold is not None:
+        record["holdout_fold"] = fold
     ports.artifacts.put(
         TRAIN_REQUEST_KEY, json.dumps(record).encode(), content_type="application/json"
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from shared.keys import FIRST_TRAINING_KEY
@@ -21,9 +22,14 @@ logger = logging.getLogger(__name__)
 JSON = "application/json"
 
 
-def training_request(ports: Ports) -> JobRequest:
-    """The train job of this deployment's recipe, every option written out."""
+def training_request(ports: Ports, holdout_fold: int | None = None) -> JobRequest:
+    """The train job of this deployment's recipe, every option written out. The relabel loop
+    passes `holdout_fold`: with `DRESSVISION_LOOP_HOLDOUT_FOLDS` set, that fold of the train
+    products is left out of the training and judged by the new model."""
     recipe = TrainingRecipe.from_settings(ports.settings)
+    folds = ports.settings.loop_holdout_folds
+    if holdout_fold is not None and folds:
+        recipe = replace(recipe, holdout_folds=folds, holdout_fold=holdout_fold % folds)
     return JobRequest(name="train", args=recipe.to_args())
 
 

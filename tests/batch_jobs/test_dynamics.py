@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from batch_jobs.crossval import fold_of
 from batch_jobs.dynamics import TrainingDynamics
-from batch_jobs.train import default_args, dynamics_window, train
+from batch_jobs.train import check_args, default_args, dynamics_window, train
+from shared.errors import ConfigurationError
 from shared.relabel import oof_version
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -97,3 +99,53 @@ def test_training_stores_the_train_splits_dynamics_for_review_by_default(
     assert set(judged) == {r.image_id for r in records if r.split == "train"}
     for prediction in judged.values():
         assert sum(prediction.facets["sleeve"].probs) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.slow  # trains a model
+def test_a_held_out_fold_is_judged_by_the_model_that_never_trained_on_it(
+    add_images, tiny_ports, tmp_path
+):
+    ports = tiny_ports(tmp_path / "home")
+    records = add_images(ports, 16)
+    args = default_args(
+        epochs=2,
+        image_size=32,
+        batch_size=8,
+        locator="none",
+        facets=["sleeve"],
+        progress=False,
+        holdout_folds=2,
+        holdout_fold=1,
+    )
+    result = train(args, ports)
+    train_ids = {r.image_id for r in records if r.split == "train"}
+    held = {r.image_id for r in records if r.split == "train" and fold_of(r.product_id, 2) == 1}
+    assert 0 < len(held) < len(train_ids)
+    assert result.metrics["images"] == {
+        "train": len(train_ids) - len(held),
+        "held_out": len(held),
+        "evaluated": len(records),
+    }
+    judged = {p.image_id: p for p in ports.predictions.for_model(oof_version(result.version))}
+    model = {p.image_id: p for p in ports.predictions.for_model(result.version)}
+    assert set(judged) == train_ids  # the rest by the training dynamics
+    for image_id in held:  # the final model's own predictions, not a training-time average
+        assert judged[image_id].facets["sleeve"].probs == pytest.approx(
+            model[image_id].facets["sleeve"].probs
+        )
+    trained_on = train_ids - held
+    assert any(
+        judged[i].facets["sleeve"].probs != pytest.approx(model[i].facets["sleeve"].probs)
+        for i in trained_on
+    )
+
+
+def test_holding_out_is_refused_with_fold_models_or_a_fold_out_of_range(tiny_ports, tmp_path):
+    ports = tiny_ports(tmp_path / "home")
+    for options, message in [
+        ({"holdout_folds": 1}, "--holdout-folds must be 0"),
+        ({"holdout_folds": 4, "holdout_fold": 4}, "--holdout-fold must be between 0 and 3"),
+        ({"holdout_folds": 4, "oof_folds": 2}, "choose one"),
+    ]:
+        with pytest.raises(ConfigurationError, match=message):
+            check_args(default_args(locator="none", **options), ports.taxonomy)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
 
 from shared.errors import ConflictError
-from shared.keys import review_thresholds_key, snapshot_key
+from shared.keys import TRAIN_REQUEST_KEY, review_thresholds_key, snapshot_key
 from shared.records import LabelSource
 from shared.relabel import (
     MODEL_WITNESS,
@@ -15,6 +16,7 @@ from shared.relabel import (
     collect,
     find_suspicious,
     maybe_retrain,
+    next_holdout_fold,
     oof_version,
     publish_tasks,
     review_labels,
@@ -224,3 +226,26 @@ def test_training_is_due_only_after_the_last_snapshot(ports, crowd):
     eager = replace(ports, settings=replace(ports.settings, retrain_threshold=1))
     ports.artifacts.put(snapshot_key("29991231T000000Z"), b"")  # a training started after
     assert maybe_retrain(eager) is None
+
+
+def test_the_loops_retrainings_hold_out_each_fold_of_train_products_in_turn(ports, crowd):
+    def option(request, name):
+        return request.args[request.args.index(name) + 1]
+
+    publish_tasks(ports, crowd, find_suspicious(ports, "v1"), max_assignments=3)
+    lax = replace(ports, settings=replace(ports.settings, retrain_threshold=1000))
+    summary = collect(lax, crowd)
+    while summary.asked_more:
+        summary = collect(lax, crowd)
+    rotating = replace(
+        ports, settings=replace(ports.settings, retrain_threshold=1, loop_holdout_folds=3)
+    )
+    assert next_holdout_fold(ports) is None  # off by default: the whole train split trains
+    assert next_holdout_fold(rotating) == 0  # the loop's first retraining
+    assert maybe_retrain(rotating) is not None
+    (request,) = ports.jobs.requests
+    assert (option(request, "--holdout-folds"), option(request, "--holdout-fold")) == ("3", "0")
+    assert json.loads(ports.artifacts.get(TRAIN_REQUEST_KEY).body)["holdout_fold"] == 0
+    assert next_holdout_fold(rotating) == 1
+    ports.artifacts.put(TRAIN_REQUEST_KEY, json.dumps({"changed": 40, "holdout_fold": 2}).encode())
+    assert next_holdout_fold(rotating) == 0  # after the last fold, the first again
