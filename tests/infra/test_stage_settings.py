@@ -76,7 +76,7 @@ def test_cdk_json_holds_only_known_settings():
         ("dressvision:alarmEmail", "ops", "an e-mail address"),
         ("dressvision:retrainThreshold", "1.5", "an integer"),
         ("dressvision:loopMinChanges", "0", "at least 1"),
-        ("dressvision:loopHoldoutFolds", "1", "0 (off) or between 2 and 10"),
+        ("dressvision:loopHoldoutFolds", "1", r"0 \(off\) or between 2 and 10"),
         ("dressvision:gpuTypes", "g5.xlarge", "unknown context keys dressvision:gpuTypes"),
         ("dressvision:workforce", "simulated", "local benchmarks only"),
         ("dressvision:workforce", "a2i", "set when workforce is a2i"),
