@@ -88,11 +88,13 @@ def test_workforce_settings_are_read_typed_and_round_trip():
         "DRESSVISION_MTURK_BUDGET_USD": "250",
         "DRESSVISION_MTURK_NOTIFICATION_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/answers",
         "DRESSVISION_SIMULATED_SEED": "7",
+        "DRESSVISION_LOOP_HOLDOUT_FOLDS": "4",
     }
     settings = Settings.from_env(env)
 
     assert (settings.workforce, settings.max_assignments) == ("mturk", 5)
     assert settings.mturk_production is True
+    assert settings.loop_holdout_folds == 4
     assert (settings.mturk_reward_usd, settings.mturk_budget_usd) == (Decimal("0.12"), 250)
     assert Settings.from_env(settings.to_env()) == settings
     defaults = Settings.from_env({})
