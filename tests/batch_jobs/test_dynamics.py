@@ -84,15 +84,26 @@ def test_a_label_the_network_must_memorise_keeps_a_low_mean_probability():
     assert self_confidence[flipped.numpy()].max() < np.median(self_confidence[right])
 
 
+def tiny_sleeve_args(**overrides):
+    """Two epochs of a sleeve-only model on 32-pixel photos: enough to store what review reads."""
+    return default_args(
+        epochs=2,
+        image_size=32,
+        batch_size=8,
+        locator="none",
+        facets=["sleeve"],
+        progress=False,
+        **overrides,
+    )
+
+
 @pytest.mark.slow  # trains a model
 def test_training_stores_the_train_splits_dynamics_for_review_by_default(
     add_images, tiny_ports, tmp_path
 ):
     ports = tiny_ports(tmp_path / "home")
     records = add_images(ports, 16)
-    args = default_args(
-        epochs=2, image_size=32, batch_size=8, locator="none", facets=["sleeve"], progress=False
-    )
+    args = tiny_sleeve_args()
     assert args.dynamics and not args.oof_folds  # the recipe's defaults
     result = train(args, ports)
     judged = {p.image_id: p for p in ports.predictions.for_model(oof_version(result.version))}
@@ -107,17 +118,7 @@ def test_a_held_out_fold_is_judged_by_the_model_that_never_trained_on_it(
 ):
     ports = tiny_ports(tmp_path / "home")
     records = add_images(ports, 16)
-    args = default_args(
-        epochs=2,
-        image_size=32,
-        batch_size=8,
-        locator="none",
-        facets=["sleeve"],
-        progress=False,
-        holdout_folds=2,
-        holdout_fold=1,
-    )
-    result = train(args, ports)
+    result = train(tiny_sleeve_args(holdout_folds=2, holdout_fold=1), ports)
     train_ids = {r.image_id for r in records if r.split == "train"}
     held = {r.image_id for r in records if r.split == "train" and fold_of(r.product_id, 2) == 1}
     assert 0 < len(held) < len(train_ids)
