@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Literal
 
 from shared.env import IMAGE_SIZE, TRAIN_BATCH_SIZE
+from shared.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from shared.env import Settings
@@ -120,7 +121,10 @@ class TrainingRecipe:
         """`base` with the options `args` holds (parsed with `add_recipe_arguments`: an option
         that was not given is absent, and keeps `base`'s value)."""
         given = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
-        return replace(base, **given)
+        try:
+            return replace(base, **given)
+        except ValueError as exc:  # a value out of range: an error to read, not a traceback
+            raise ConfigurationError(str(exc)) from exc
 
     def to_args(self) -> list[str]:
         """Job arguments that give this recipe back through `add_recipe_arguments` over any

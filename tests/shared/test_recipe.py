@@ -9,6 +9,7 @@ from dataclasses import fields, replace
 import pytest
 
 from shared.env import Settings
+from shared.errors import ConfigurationError
 from shared.recipe import (
     TrainingRecipe,
     add_recipe_arguments,
@@ -116,6 +117,11 @@ def test_a_bad_value_is_refused_by_the_parser_and_the_dataclass():
         recipe_parser().parse_args(["--locator", "sometimes"])
     with pytest.raises(ValueError, match="locator must be one of"):
         TrainingRecipe(locator="sometimes")  # type: ignore[arg-type]
+    # A value the parser lets through but the recipe refuses is an error to read (the CLI
+    # prints it), not a traceback.
+    args = recipe_parser().parse_args(["--holdout-folds", "4", "--holdout-fold", "4"])
+    with pytest.raises(ConfigurationError, match="holdout fold must be between 0 and 3, got 4"):
+        TrainingRecipe.from_args(args, TrainingRecipe())
 
 
 def test_the_options_parse_into_any_parser_as_parents():
