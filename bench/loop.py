@@ -114,22 +114,35 @@ def mean(values: dict[str, float]) -> float:
     return round(sum(values.values()) / len(values), 4)
 
 
+def cells(suspect) -> list[tuple[str, str]]:
+    """The labels a suspect stands for: its photo's and its product's other photos'."""
+    return [(image_id, suspect.facet) for image_id in (suspect.image_id, *suspect.siblings)]
+
+
 def precision_recall_at_k(suspects, wrong: set[tuple[str, str]]) -> dict:
-    """Precision and recall of the top K of the ranking, K = the number of labels still wrong."""
+    """Precision and recall of the top K labels of the ranking, K = the number of labels still
+    wrong (a suspect stands for its product's photos: one label each), and of the tasks."""
     k = len(wrong)
-    top = [(s.image_id, s.facet) for s in suspects[:k]]
+    top = [cell for s in suspects for cell in cells(s)][:k]
     hits = sum(cell in wrong for cell in top)
+    flagged = [cell for s in suspects for cell in cells(s)]
     return {
         "k": k,
-        "flagged": len(suspects),
+        "flagged": len(flagged),
+        "suspects": len(suspects),
         "precision_at_k": round(hits / len(top), 4) if top else None,
         "recall_at_k": round(hits / k, 4) if k else None,
-        "precision_flagged": round(
-            sum((s.image_id, s.facet) in wrong for s in suspects) / len(suspects), 4
-        )
+        "precision_flagged": round(sum(c in wrong for c in flagged) / len(flagged), 4)
+        if flagged
+        else None,
+        "suspects_right": round(sum(cells(s)[0] in wrong for s in suspects) / len(suspects), 4)
         if suspects
         else None,
     }
+
+
+def label_cells(records: list[LabelRecord]) -> set[tuple[str, str, str | None]]:
+    return {(r.image_id, f, label) for r in records for f, label in r.facets.items()}
 
 
 def wrong_images(records: list[LabelRecord], truth) -> float:
@@ -140,14 +153,15 @@ def wrong_images(records: list[LabelRecord], truth) -> float:
 
 def markdown_table(rounds: list[dict]) -> str:
     head = (
-        "| round | model | precision@K | recall@K | K | tasks | answers | changed | "
-        "wrong labels after | wrong images after | test macro F1 (true labels) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| round | model | precision@K | recall@K | K | tasks | answers | labels changed | "
+        "fixed | wrong labels after | wrong images after | test macro F1 (true labels) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = "".join(
         f"| {r['round']} | {r['model']} | {r['ranking']['precision_at_k']} | "
         f"{r['ranking']['recall_at_k']} | {r['ranking']['k']} | {r['tasks']} | {r['answers']} | "
-        f"{r['changed']} | {r['wrong_labels_after']} | {r['wrong_images_after']} | "
+        f"{r.get('labels_changed', r['changed'])} | {r['fixed']} | "
+        f"{r['wrong_labels_after']} | {r['wrong_images_after']} | "
         f"{r['test_macro_f1_true']} |\n"
         for r in rounds
     )
@@ -321,7 +335,8 @@ def main() -> int:
     stopped = f"after --max-rounds {args.max_rounds}"
     for number in range(1, args.max_rounds + 1):
         version = registry.current(FACETS)
-        wrong = wrong_cells(usable(runtime), truth)
+        at_start = usable(runtime)
+        wrong = wrong_cells(at_start, truth)
         ranking = relabel.review_labels(runtime.ports, version)
         scored = precision_recall_at_k(ranking.suspects, wrong)
         print(f"round {number}: {json.dumps(scored)}", flush=True)
@@ -338,6 +353,7 @@ def main() -> int:
         decided = [t for t in tasks if t.status == "decided"]
         changed = sum(t.outcome != t.current_label for t in decided)
         after = usable(runtime)
+        wrong_after = wrong_cells(after, truth)
         rounds.append(
             {
                 "round": number,
@@ -348,11 +364,12 @@ def main() -> int:
                 "tasks": len(tasks),
                 "answers": sum(len(t.votes) for t in tasks),
                 "changed": changed,
-                "fixed": sum(
-                    t.outcome == truth[t.image_id][t.facet] != t.current_label for t in decided
-                ),
+                "labels_changed": len(label_cells(at_start) ^ label_cells(after)) // 2,
+                # Labels: a task's decision also sets its product's other photos.
+                "fixed": len(wrong - wrong_after),
+                "broken": len(wrong_after - wrong),
                 "escalated_to_staff": sum(t.status == "escalated" for t in tasks),
-                "wrong_labels_after": len(wrong_cells(after, truth)),
+                "wrong_labels_after": len(wrong_after),
                 "wrong_images_after": wrong_images(after, truth),
                 "test_macro_f1_true": mean(true_test_f1(runtime, version, truth)),
             }

@@ -15,11 +15,13 @@ Plain functions over the ports, shared by the review and collect Lambdas and the
   so. Only catalog labels are flagged: a label that staff or the crowd set or confirmed was
   decided by people (it still counts in the thresholds). Over a few images (what
   one inference job tagged) it reads only those, with the thresholds the model's whole-catalog
-  review stored.
+  review stored. A facet is the product's: the photos of one product that carry the same
+  label are judged together (their probabilities averaged) and make one suspect.
 - `loop_converged`: the rounds stop once a round changed fewer than
   DRESSVISION_LOOP_MIN_CHANGES labels.
 - `publish_tasks`: one task per (image, facet, label version), so a re-run publishes nothing
-  twice; stops at the workforce's budget.
+  twice; stops at the workforce's budget. The task shows one photo and names the product's
+  others (`siblings`); its decision sets theirs too, unless people labelled one since.
 - `collect`: fetch answers, aggregate every facet's votes with Dawid-Skene (worker reliability
   estimated across all tasks; the model's suggestion joins as one more answer, `MODEL_WITNESS`,
   whose reliability is estimated the same way), then decide each open task (two people must
@@ -40,6 +42,7 @@ import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -105,6 +108,9 @@ class SuspiciousLabel:
     margin: float  # p(suggested) - p(label)
     self_confidence: float = 0.0  # p(label): low = likely wrong
     score: float = 0.0  # p(label) / the label's class threshold: the ranking key, ascending
+    # The product's other photos with the same catalog label, judged with this one (the
+    # figures above are the product's: its photos' probabilities averaged).
+    siblings: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         return {
@@ -201,6 +207,7 @@ def review_labels(
     image_ids: list[str] | None = None,
     budget_tasks: int | None = None,
     store_thresholds: bool = False,
+    by_product: bool = True,
 ) -> Review:
     """Rank the catalog labels this model confidently disagrees with, across facets, the
     likeliest mistakes first; keep the first `budget_tasks`.
@@ -216,6 +223,11 @@ def review_labels(
     Only catalog labels are flagged: a label people set or confirmed (a decided task leaves
     source crowd or staff on it) is theirs, and one with an open or escalated task is being
     decided; both still count in the thresholds.
+
+    `by_product` (the default): a facet is the product's, so the photos of one product that
+    carry the same label are judged as one (`product_groups`): one suspect, one task, whose
+    answer sets the label of all of them (`siblings`). False judges every photo on its own
+    (what bench/loop.py compares with).
     """
     taxonomy = ports.taxonomy
     facets = [facet] if facet else list(taxonomy.facet_names)
@@ -235,7 +247,12 @@ def review_labels(
         usable = [r for r in ports.labels.scan() if r.status == ImageStatus.OK]  # one scan
         probs = _out_of_sample_probs(ports, model_version, usable)
         thresholds = {}
-    busy = {(t.image_id, t.facet) for s in ("open", "escalated") for t in ports.tasks.list(s)}
+    busy = {
+        (image_id, t.facet)
+        for s in ("open", "escalated")
+        for t in ports.tasks.list(s)
+        for image_id in (t.image_id, *t.siblings)
+    }
     wanted = set(image_ids) if image_ids is not None else None
     labelled = {r.image_id for r in usable if any(r.facets.get(f) for f in facets)}
     if wanted is not None:
@@ -270,17 +287,24 @@ def review_labels(
                 for r in rows
             ]
         )
+        groups = product_groups(rows, given) if by_product else [[i] for i in range(len(rows))]
+        # A product's photos are judged together: their probabilities averaged (views of one
+        # dress), reviewable only when every photo's label is still the catalog's.
+        firsts = [group[0] for group in groups]
         for s in rank_suspicious(
-            given,
-            matrix,
-            ids=[r.image_id for r in rows],
-            reviewable=reviewable,
+            given[firsts],
+            np.stack([matrix[group].mean(axis=0) for group in groups]),
+            ids=list(range(len(groups))),
+            reviewable=np.array([bool(reviewable[group].all()) for group in groups]),
             thresholds=thresholds[name],
             flag_by=REVIEW_FILTER,
         ):
+            group = groups[s.index]
+            # Shown to people: the photo in which the model doubts the label most.
+            shown = group[int(np.argmin(matrix[group, s.given]))]
             review.suspects.append(
                 SuspiciousLabel(
-                    image_id=str(s.item_id),
+                    image_id=rows[shown].image_id,
                     facet=name,
                     label=labels[s.given],
                     suggested=labels[s.suggested],
@@ -288,6 +312,7 @@ def review_labels(
                     margin=s.margin,
                     self_confidence=s.self_confidence,
                     score=s.score,
+                    siblings=tuple(rows[i].image_id for i in group if i != shown),
                 )
             )
     if computed and store_thresholds:
@@ -296,6 +321,16 @@ def review_labels(
     if budget_tasks is not None:
         review.suspects = review.suspects[:budget_tasks]
     return review
+
+
+def product_groups(rows: list[LabelRecord], given: np.ndarray) -> list[list[int]]:
+    """Row indices grouped by (product, given label), each group in row order, the groups in
+    the order of their first row. A product's photos carry its facets; photos of one product
+    with different labels (people corrected one) stay apart."""
+    groups: dict[tuple[str, int], list[int]] = {}
+    for index, (record, label) in enumerate(zip(rows, given.tolist(), strict=True)):
+        groups.setdefault((record.product_id, label), []).append(index)
+    return list(groups.values())
 
 
 def find_suspicious(
@@ -339,10 +374,16 @@ class PublishSummary:
     task_ids: list[str] = field(default_factory=list)
 
 
+def _still_labelled(ports: Ports, image_id: str, suspect: SuspiciousLabel) -> bool:
+    record = ports.labels.get(image_id)
+    return record is not None and record.facets.get(suspect.facet) == suspect.label
+
+
 def publish_tasks(
     ports: Ports, workforce: Workforce, suspects: list[SuspiciousLabel], *, max_assignments: int
 ) -> PublishSummary:
-    """Create and publish one task per suspicious label; idempotent, stops at the budget."""
+    """Create and publish one task per suspicious label (with its product's other photos that
+    still carry the label: the answer is theirs too); idempotent, stops at the budget."""
     summary = PublishSummary()
     for suspect in suspects:
         record = ports.labels.get(suspect.image_id)
@@ -359,6 +400,7 @@ def publish_tasks(
             confidence=suspect.confidence,
             provider=workforce.name,  # type: ignore[arg-type]
             max_assignments=max_assignments,
+            siblings=[i for i in suspect.siblings if _still_labelled(ports, i, suspect)],
         )
         if ports.tasks.get(task.task_id) is not None:
             summary.skipped += 1
@@ -389,6 +431,7 @@ class CollectSummary:
     conflicts: int = 0
     waiting: int = 0
     votes: int = 0
+    siblings_changed: int = 0  # labels of the decided tasks' other product photos changed
     failed: int = 0  # tasks whose answers could not be read or decided (noted on the task)
     closed: int = 0  # tasks whose facet or labels left the taxonomy
     answers_received: int = 0  # new answers fetched by this pass
@@ -544,6 +587,62 @@ def _apply_outcome(
     raise ConflictError(f"task {task.task_id}: the label kept changing; collect again later")
 
 
+def _apply_to_siblings(
+    ports: Ports,
+    task: RelabelTask,
+    label: str,
+    evidence: dict,
+    source: LabelSource = LabelSource.CROWD,
+) -> int:
+    """The decision of `task` on the product's other photos (`task.siblings`), see
+    `apply_to_photos`. Returns how many labels changed."""
+    evidence = {**evidence, "product_photo": task.image_id}
+    old = task.current_label
+    return apply_to_photos(
+        ports, task.siblings, task.facet, old, label, source=source, evidence=evidence
+    )
+
+
+def apply_to_photos(
+    ports: Ports,
+    image_ids: Iterable[str],
+    facet: str,
+    old: str | None,
+    label: str | None,
+    *,
+    source: LabelSource,
+    evidence: dict,
+) -> int:
+    """People's answer about one photo of a product on its other photos: each one whose label
+    is still `old` and still the catalog's gets `label` (changed or confirmed by people); a
+    photo people labelled since keeps theirs. Returns how many labels changed."""
+    changed = 0
+    for image_id in image_ids:
+        for _ in range(UPDATE_ATTEMPTS):
+            record = ports.labels.get(image_id)
+            if (
+                record is None
+                or record.facets.get(facet) != old
+                or record.sources.get(facet, LabelSource.CATALOG) != LabelSource.CATALOG
+            ):
+                logger.info("%s of %s changed since it was asked about: kept", facet, image_id)
+                break
+            try:
+                ports.labels.update_label(
+                    image_id,
+                    facet,
+                    label,
+                    source=source,
+                    expected_version=record.version,
+                    evidence=evidence,
+                )
+            except ConflictError:
+                continue  # another facet of the photo moved on: re-read, check again
+            changed += label != old
+            break
+    return changed
+
+
 def collect(
     ports: Ports, workforce: Workforce, *, config: AggregationConfig | None = None
 ) -> CollectSummary:
@@ -688,6 +787,8 @@ def _decide(
         if config.model_witness:  # the posterior weighed the model's suggestion too
             evidence["model_witness"] = task.suggested
         result = _apply_outcome(ports, task, label, evidence)
+        if result != "conflict":
+            summary.siblings_changed += _apply_to_siblings(ports, task, label, evidence)
         workforce.finish(task)
         status = "conflict" if result == "conflict" else "decided"
         ports.tasks.update(
@@ -762,6 +863,8 @@ def answer_as_staff(
         "votes": [{"worker": v.worker_id, "label": v.label} for v in task.votes],
     }
     result = _apply_outcome(ports, task, label, evidence, source=LabelSource.STAFF)
+    if result != "conflict":
+        _apply_to_siblings(ports, task, label, evidence, source=LabelSource.STAFF)
     ports.tasks.update(
         task.model_copy(
             update={

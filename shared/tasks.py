@@ -60,6 +60,9 @@ class RelabelTask(BaseModel):
     allowed: tuple[str, ...]  # the facet's labels in taxonomy order
     current_label: str | None  # the label at publish time
     label_version: int = Field(ge=0)  # LabelRecord.version at publish time
+    # The product's other photos that carried `current_label` at publish time: a facet is the
+    # product's, so the decision is theirs too (unless people changed one since).
+    siblings: tuple[str, ...] = ()
     suggested: str  # the model's label
     confidence: Probability  # the model's probability of `suggested`
     provider: Provider
@@ -83,6 +86,8 @@ class RelabelTask(BaseModel):
             raise ValueError(f"allowed must list at least two distinct labels, got {self.allowed}")
         if self.task_id != task_id_for(self.image_id, self.facet, self.round):
             raise ValueError(f"task_id {self.task_id!r} does not match (image, facet, round)")
+        if self.image_id in self.siblings or len(set(self.siblings)) != len(self.siblings):
+            raise ValueError("siblings must be other images than the task's, each once")
         named = {
             "current_label": self.current_label,
             "suggested": self.suggested,
@@ -108,6 +113,7 @@ class RelabelTask(BaseModel):
         confidence: float,
         provider: Provider,
         max_assignments: int,
+        siblings: tuple[str, ...] | list[str] = (),
     ) -> RelabelTask:
         """A new open task at version 1, its id derived from (image, facet, round)."""
         return cls(
@@ -122,6 +128,7 @@ class RelabelTask(BaseModel):
             confidence=confidence,
             provider=provider,
             max_assignments=max_assignments,
+            siblings=tuple(siblings),
         )
 
 

@@ -536,6 +536,7 @@ def create_app(
         image_id: str = Form(""),
         facet: str = Form(""),
         version: int = Form(0),
+        siblings: str = Form(""),
         csrf: str = Form(""),
     ):
         user = staff_of(request, csrf)
@@ -548,19 +549,39 @@ def create_app(
                 result = f"conflict: {exc}"
         else:
             checked_image_id(image_id)
+            others = [checked_image_id(i) for i in siblings.split(",") if i]
             new = taxonomy.validate(facet, label)
+            evidence = {"who": user.name, "via": "web review"}
             try:
-                ports.labels.update_label(
+                old = ports.labels.get(image_id)
+                updated = ports.labels.update_label(
                     image_id,
                     facet,
                     new,
                     source=LabelSource.STAFF,
                     expected_version=version,
-                    evidence={"who": user.name, "via": "web review"},
+                    evidence=evidence,
                 )
                 result = "answered"
             except ConflictError:
                 result = "conflict: the label changed since the page was shown; nothing written"
+            else:
+                if others:  # the product's other photos with the same label: theirs too
+                    from shared.relabel import apply_to_photos
+
+                    before = old.facets.get(facet) if old is not None else None
+                    if old is not None and old.version == version:
+                        evidence = {**evidence, "product_photo": updated.image_id}
+                        moved = apply_to_photos(
+                            ports,
+                            others,
+                            facet,
+                            before,
+                            new,
+                            source=LabelSource.STAFF,
+                            evidence=evidence,
+                        )
+                        result = f"answered; {moved} more photos of the product changed"
         data.changed()
         return RedirectResponse("/review" + query(pos=pos, done=result), status_code=303)
 

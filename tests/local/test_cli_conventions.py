@@ -80,6 +80,7 @@ def test_collect_json_prints_every_key_when_nothing_is_open(tmp_path, capsys):
         "conflicts": 0,
         "waiting": 0,
         "votes": 0,
+        "siblings_changed": 0,  # issue 13: a product's other photos, an added key
         "failed": 0,
         "closed": 0,
         "answers_received": 0,

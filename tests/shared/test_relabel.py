@@ -249,3 +249,106 @@ def test_the_loops_retrainings_hold_out_each_fold_of_train_products_in_turn(port
     assert next_holdout_fold(rotating) == 1
     ports.artifacts.put(TRAIN_REQUEST_KEY, json.dumps({"changed": 40, "holdout_fold": 2}).encode())
     assert next_holdout_fold(rotating) == 0  # after the last fold, the first again
+
+
+def add_photos(ports, product: int, count: int, probs_of_first: bool = True) -> list[str]:
+    """`count` more photos of product `p{product}`, with its first photo's labels and the same
+    judging probabilities (another view of one dress)."""
+    first = ports.labels.get(f"p{product}/0")
+    version = "v1" if first.split == "test" else oof_version("v1")
+    prediction = ports.predictions.get(first.image_id, version)
+    added = []
+    for n in range(1, count + 1):
+        image_id = f"p{product}/{n}"
+        ports.labels.register(
+            first.model_copy(update={"image_id": image_id, "object_key": f"catalog/{image_id}.jpg"})
+        )
+        ports.predictions.put(prediction.model_copy(update={"image_id": image_id}))
+        added.append(image_id)
+    return added
+
+
+def test_a_products_photos_are_judged_as_one_and_one_answer_fixes_them_all(
+    flipped_necklines, ports, crowd
+):
+    case = flipped_necklines
+    siblings = add_photos(ports, 3, 2)  # p3 is flipped: three photos with its wrong label
+    add_photos(ports, 4, 2)  # p4 is right
+    suspects = find_suspicious(ports, "v1")
+    assert len(suspects) == len(case.flipped)  # one suspect a product, not one a photo
+    (p3,) = [s for s in suspects if s.image_id.startswith("p3/")]
+    assert sorted((p3.image_id, *p3.siblings)) == ["p3/0", *siblings]
+    per_photo = review_labels(ports, "v1", by_product=False).suspects
+    assert len(per_photo) == len(case.flipped) + 2  # what one task each would have cost
+
+    publish_tasks(ports, crowd, suspects, max_assignments=3)
+    (task,) = [t for t in ports.tasks.list() if t.image_id == p3.image_id]
+    assert sorted(task.siblings) == sorted(p3.siblings)
+    assert find_suspicious(ports, "v1") == []  # the photos of open tasks are not asked again
+    summary = collect(ports, crowd)
+    siblings_changed = summary.siblings_changed
+    while summary.asked_more:
+        summary = collect(ports, crowd)
+        siblings_changed += summary.siblings_changed
+    assert siblings_changed == 2
+    task = ports.tasks.get(task.task_id)
+    assert task.status == "decided" and task.outcome == case.true_label(3)
+    for image_id in ("p3/0", *siblings):
+        record = ports.labels.get(image_id)
+        assert record.facets[case.facet] == case.true_label(3)
+        assert record.sources[case.facet] == LabelSource.CROWD
+    event = ports.labels.events(p3.siblings[0])[-1]
+    assert event.evidence["task_id"] == task.task_id  # traceable to the answers
+    assert event.evidence["product_photo"] == task.image_id
+    assert {r.facets[case.facet] for r in ports.labels.scan() if r.product_id == "p4"} == {
+        case.true_label(4)
+    }
+
+
+def test_a_sibling_that_people_relabelled_since_publishing_keeps_their_label(
+    flipped_necklines, ports
+):
+    case = flipped_necklines
+    add_photos(ports, 3, 2)
+    (suspect,) = [s for s in find_suspicious(ports, "v1") if s.image_id.startswith("p3/")]
+    publish_tasks(ports, _Internal(), [suspect], max_assignments=3)
+    (task,) = list(ports.tasks.list())
+    other = task.siblings[0]
+    record = ports.labels.get(other)
+    ports.labels.update_label(
+        other, case.facet, "crew", source=LabelSource.STAFF, expected_version=record.version
+    )
+    assert answer_as_staff(ports, task.task_id, case.true_label(3)) == "changed"
+    assert ports.labels.get(other).facets[case.facet] == "crew"  # theirs stands
+    assert ports.labels.get(task.siblings[1]).facets[case.facet] == case.true_label(3)
+    assert ports.labels.get(task.siblings[1]).sources[case.facet] == LabelSource.STAFF
+
+
+class _Internal:
+    """A workforce that only stores tasks (staff answer them)."""
+
+    name = "internal"
+
+    def publish(self, task, image_url):
+        return None
+
+
+def test_a_task_names_other_photos_as_siblings_each_once(ports):
+    from shared.tasks import RelabelTask
+
+    fields = dict(
+        image_id="p3/0",
+        facet="neckline",
+        round=0,
+        allowed=("v-neck", "crew"),
+        current_label="crew",
+        label_version=0,
+        suggested="v-neck",
+        confidence=0.9,
+        provider="internal",
+        max_assignments=2,
+    )
+    assert RelabelTask.new(**fields, siblings=["p3/1"]).siblings == ("p3/1",)
+    for wrong in (["p3/0"], ["p3/1", "p3/1"]):
+        with pytest.raises(ValueError, match="siblings"):
+            RelabelTask.new(**fields, siblings=wrong)

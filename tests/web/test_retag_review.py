@@ -128,3 +128,54 @@ def test_with_the_default_caches_a_retag_shows_at_once(catalog, auth):
     assert _retag(client, "p00001/img2", "occasion", new, record.version).status_code == 303
     images = client.get("/api/catalog", params=by_staff).json()["images"]
     assert [i["image_id"] for i in images] == ["p00001/img2"]
+
+
+def test_a_staff_answer_on_a_suspicious_product_sets_its_other_photos_too(staff, catalog):
+    labels = catalog.ports.labels
+    records = [r for r in labels.scan() if r.status == "ok"]
+    by_product: dict = {}
+    for r in records:
+        by_product.setdefault(r.product_id, []).append(r)
+    # Two photos of one product with the same catalog label: what the review judges as one.
+    shown, other, facet = next(
+        (a, b, f)
+        for photos in by_product.values()
+        for a, b in [photos[:2]]
+        if len(photos) > 1
+        for f in catalog.ports.taxonomy.facet_names
+        if a.facets[f] == b.facets[f] and f not in a.sources and f not in b.sources
+    )
+    page = staff.get("/review", params={"pos": 1}).text
+    assert 'name="siblings"' in page  # the suspicious form carries the product's photos
+    new = _other(catalog, facet, shown.facets[facet])
+    response = staff.post(
+        "/review/answer",
+        data={
+            "image_id": shown.image_id,
+            "facet": facet,
+            "version": shown.version,
+            "label": new,
+            "siblings": other.image_id,
+            "pos": 1,
+            "csrf": csrf_of(page),
+        },
+    )
+    assert "1+more+photos" in response.headers["location"]
+    after = labels.get(other.image_id)
+    assert after.facets[facet] == new and after.sources[facet] == "staff"
+    event = labels.events(other.image_id)[-1]
+    assert event.evidence["product_photo"] == shown.image_id
+    # An id that is not a clean image id is refused before anything is written.
+    bad = staff.post(
+        "/review/answer",
+        data={
+            "image_id": shown.image_id,
+            "facet": facet,
+            "version": labels.get(shown.image_id).version,
+            "label": shown.facets[facet],
+            "siblings": "../etc",
+            "csrf": csrf_of(page),
+        },
+    )
+    assert bad.status_code == 400
+    assert labels.get(shown.image_id).facets[facet] == new
