@@ -214,6 +214,13 @@ def main() -> int:
         default=Settings.ask_step,
         help=f"more answers asked at a time while undecided (default {Settings.ask_step})",
     )
+    parser.add_argument(
+        "--doubt",
+        type=float,
+        default=Settings.review_doubt,
+        help="DRESSVISION_REVIEW_DOUBT: also ask about labels the model gives less than this "
+        f"share of its class's mean (default {Settings.review_doubt})",
+    )
     parser.add_argument("--min-changes", type=int, default=10, help="stop below this per round")
     parser.add_argument("--max-rounds", type=int, default=4)
     parser.add_argument(
@@ -245,6 +252,7 @@ def main() -> int:
         "DRESSVISION_SIMULATED_TRUTH": str(catalog / "labels_true.csv"),
         "DRESSVISION_MAX_ASSIGNMENTS": str(args.answers),
         "DRESSVISION_ASK_STEP": str(args.ask_step),
+        "DRESSVISION_REVIEW_DOUBT": repr(args.doubt),
     }
     runtime = LocalRuntime.open(work / "home", environ=environ)
     import_catalog(runtime, catalog, progress=False)
@@ -313,6 +321,7 @@ def main() -> int:
                 "images": images,
             },
             "crowd": {"answers_at_first": args.answers, "ask_step": args.ask_step},
+            "review": {"by_product": True, "doubt": args.doubt},
             "recipe": {
                 "epochs": recipe.epochs,
                 "oof_folds": args.oof_folds,
@@ -377,8 +386,9 @@ def main() -> int:
         print(json.dumps(rounds[-1]), flush=True)
         lap(f"round_{number}")
         write_report(f"running: round {number} done, its retraining not yet")
-        if changed < args.min_changes:
-            stopped = f"round {number} changed {changed} labels (< {args.min_changes})"
+        labels_changed = rounds[-1]["labels_changed"]
+        if labels_changed < args.min_changes:
+            stopped = f"round {number} changed {labels_changed} labels (< {args.min_changes})"
             break
         job = relabel.maybe_retrain(runtime.ports)
         if job is None:

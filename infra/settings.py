@@ -76,6 +76,10 @@ class StageSettings:
     # different one each round, so that its model judges those labels out of sample
     # (DRESSVISION_LOOP_HOLDOUT_FOLDS); 0: train on all of them.
     loop_holdout_folds: int = 0
+    # The review also asks about a label the model gives less than this share of what it
+    # usually gives a label of that class (DRESSVISION_REVIEW_DOUBT); 0: only labels whose
+    # most likely class is another.
+    review_doubt: float = 0.85
     max_assignments: int = 2  # answers asked per relabel task when it is published
     ask_step: int = 1  # more answers asked at a time while a task is undecided
     mturk_production: bool = False  # False: the MTurk sandbox (no money); True: real workers
@@ -131,6 +135,7 @@ class StageSettings:
             "loopHoldoutFolds",
             "0 (off) or between 2 and 10",
         )
+        _check(0.0 <= self.review_doubt <= 1.0, "reviewDoubt", "between 0 (off) and 1")
         _check(
             0.0 <= self.min_worker_accuracy < 1.0,
             "minWorkerAccuracy",

@@ -298,6 +298,7 @@ def review_labels(
             reviewable=np.array([bool(reviewable[group].all()) for group in groups]),
             thresholds=thresholds[name],
             flag_by=REVIEW_FILTER,
+            doubt=ports.settings.review_doubt,
         ):
             group = groups[s.index]
             # Shown to people: the photo in which the model doubts the label most.
@@ -928,9 +929,11 @@ def manifest_image_ids(ports: Ports, manifest_key: str) -> list[str]:
 
 
 def changes_since_last_training(ports: Ports) -> int:
+    """Labels changed by decided tasks since the last training: a task's photo and the
+    product's other photos its decision set."""
     since = _last_training_start(ports)
     return sum(
-        1
+        1 + len(t.siblings)
         for t in ports.tasks.list("decided")
         if t.outcome != t.current_label and (since is None or t.updated_at > since)
     )

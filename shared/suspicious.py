@@ -113,6 +113,7 @@ def rank_suspicious(
     thresholds: np.ndarray | None = None,
     order_by: str = "self_confidence",
     flag_by: str = "confident_learning",
+    doubt: float = 0.0,
 ) -> list[Suspect]:
     """The suspicious labels of one facet, the likeliest mistakes first.
 
@@ -124,7 +125,11 @@ def rank_suspicious(
     rows without reading everything again; default: computed from these rows.
     order_by: "self_confidence" (default: `Suspect.score` ascending) or "margin" (descending,
     the former order); ties keep input order. flag_by: one of FILTERS (which labels are
-    flagged at all).
+    flagged at all). doubt: also flag a label whose score (self-confidence over its class's
+    threshold) is below `doubt`, though the filter keeps it: the model gives it less than
+    `doubt` times what it usually gives a label of that class (0: the filter alone). Such a
+    row's suggestion is its most probable class, often the label itself: the model doubts it
+    without backing another (what the model witness then says in `collect`).
     """
     given, probs = _check_inputs(given, probs)
     if ids is not None and len(ids) != len(given):
@@ -135,6 +140,8 @@ def rank_suspicious(
         raise ValueError(f"order_by must be one of {', '.join(ORDERS)}, got {order_by!r}")
     if flag_by not in FILTERS:
         raise ValueError(f"flag_by must be one of {', '.join(FILTERS)}, got {flag_by!r}")
+    if not 0.0 <= doubt <= 1.0:
+        raise ValueError(f"doubt must be a share between 0 and 1, got {doubt}")
     if thresholds is None:
         thresholds = per_class_thresholds(given, probs)
     thresholds = np.asarray(thresholds, dtype=np.float64)
@@ -148,6 +155,13 @@ def rank_suspicious(
     else:
         confident_class = probs.argmax(axis=1)
         flagged = (given != UNKNOWN) & (confident_class != given)
+    if doubt > 0.0:
+        g = np.where(given == UNKNOWN, 0, given)
+        threshold = thresholds[g]
+        judged = (given != UNKNOWN) & np.isfinite(threshold) & (threshold > 0)
+        doubted = judged & ~flagged & (probs[rows, g] < doubt * threshold)
+        confident_class = np.where(doubted, probs.argmax(axis=1), confident_class)
+        flagged |= doubted
     if reviewable is not None:
         flagged &= np.asarray(reviewable, dtype=bool)
     index = rows[flagged]

@@ -119,6 +119,7 @@ class DressvisionStack(Stack):
             env.RETRAIN_THRESHOLD: str(s.retrain_threshold),
             env.LOOP_MIN_CHANGES: str(s.loop_min_changes),
             env.LOOP_HOLDOUT_FOLDS: str(s.loop_holdout_folds),
+            env.REVIEW_DOUBT: str(s.review_doubt),
             env.MIN_WORKER_ACCURACY: str(s.min_worker_accuracy),
         }
         if s.a2i_flow_definition_arn:

@@ -85,6 +85,11 @@ def run(args) -> int:
     return 0
 
 
+def stored_labels(runtime: LocalRuntime) -> dict[tuple[str, str], str | None]:
+    """(image id, facet) -> label, for counting what a round changed."""
+    return {(r.image_id, f): v for r in runtime.ports.labels.scan() for f, v in r.facets.items()}
+
+
 def label_errors(runtime: LocalRuntime, truth_csv: Path) -> tuple[int, int]:
     """(wrong, labelled) facet cells of the store against the generator's true labels."""
     import csv
@@ -161,12 +166,15 @@ def _train_tag_and_relabel(runtime: LocalRuntime, catalog: Path, args, interacti
         review = review_labels(ports, version, budget_tasks=DEMO_REVIEW_LIMIT)
         if number == 1:
             for s in review.suspects[:3]:
+                n = len(s.siblings)
+                others = f" (+{n} photo{'s' if n > 1 else ''})" if n else ""
                 print(
                     f"  {s.image_id:<10} {s.facet:<10} {s.label:>14} -> {s.suggested:<14} "
-                    f"p(label) {s.self_confidence:.2f}"
+                    f"p(label) {s.self_confidence:.2f}{others}"
                 )
         if warning := review.coverage_warning():
             print(f"  warning: {warning}")
+        labels_before = stored_labels(runtime)
         assignments = runtime.settings.max_assignments  # 2 by default, then one at a time
         published = publish_tasks(ports, crowd, review.suspects, max_assignments=assignments)
         ids = set(published.task_ids)
@@ -174,11 +182,13 @@ def _train_tag_and_relabel(runtime: LocalRuntime, catalog: Path, args, interacti
             if not collect(ports, crowd).asked_more:
                 break
         tasks = [t for t in ports.tasks.list() if t.task_id in ids]
-        changed = sum(t.status == "decided" and t.outcome != t.current_label for t in tasks)
+        after = stored_labels(runtime)
+        changed = sum(after[cell] != label for cell, label in labels_before.items())
         errors = label_errors(runtime, truth)[0]
         print(
             f"round {number} (model {version}): {len(tasks)} tasks, "
-            f"{sum(len(t.votes) for t in tasks)} answers, {changed} labels changed, "
+            f"{sum(len(t.votes) for t in tasks)} answers, {changed} labels changed "
+            "(a task's answer sets the product's other photos too), "
             f"{sum(t.status == 'escalated' for t in tasks)} escalated to staff; "
             f"{errors} wrong labels left"
         )

@@ -146,7 +146,8 @@ def run_review(args) -> int:
         return 0
     if not args.json:
         for s in suspects:
-            others = f"  (+{len(s.siblings)} photos of the product)" if s.siblings else ""
+            n = len(s.siblings)
+            others = f"  (+{n} photo{'s' if n > 1 else ''} of the product)" if n else ""
             print(
                 f"{s.image_id:<16} {s.facet:<10} {s.label:>14} -> {s.suggested:<14} "
                 f"confidence {s.confidence:.2f}{others}"
@@ -232,7 +233,11 @@ def run_tasks_list(args) -> int:
         print(
             f"{t.task_id:<34} {t.status:<9} {t.provider:<9} {t.current_label or '-':>14} -> "
             f"{t.suggested:<14} votes {votes}  outcome {t.outcome or '-'}"
-            + (f"  (+{len(t.siblings)} photos)" if t.siblings else "")
+            + (
+                f"  (+{len(t.siblings)} photo{'s' if len(t.siblings) > 1 else ''})"
+                if t.siblings
+                else ""
+            )
         )
     print(f"{len(tasks)} tasks", file=sys.stderr)
     return 0

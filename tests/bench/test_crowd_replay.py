@@ -11,6 +11,8 @@ def replay(answers: int, step: int, witness: bool, seed: int, bought: int, fixed
         "answers_per_task_at_first": answers,
         "ask_step": step,
         "model_witness": witness,
+        "posterior_threshold": 0.9,
+        "review_doubt": 0.85,
         "crowd_seed": seed,
         "answers": bought,
         "fixed": fixed,
@@ -34,6 +36,7 @@ def test_a_policy_is_reported_over_its_crowd_seeds():
     ]
     old, new = rows
     assert old["crowd_seeds"] == [0, 1]
+    assert (old["posterior_threshold"], old["review_doubt"]) == (0.9, 0.85)
     assert old["answers"] == {"mean": 2850, "min": 2700, "max": 3000}
     assert old["answers_per_label_fixed"] == {"mean": 8.75, "min": 7.5, "max": 10.0}
     assert new["answers_per_label_fixed"] == {"mean": 6.11, "min": 6.11, "max": 6.11}

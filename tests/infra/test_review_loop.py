@@ -311,6 +311,7 @@ def test_each_loop_lambda_gets_settings_its_handler_accepts(
     assert settings.ask_step == 1  # one more answer at a time
     assert settings.loop_min_changes == 10  # the rounds stop where the stage says
     assert settings.loop_holdout_folds == 0  # retrainings train on the whole train split
+    assert settings.review_doubt == 0.85  # the review also asks where the model doubts
     if app == "a2i":
         assert settings.a2i_flow_definition_arn == a2i_flow_definition
 

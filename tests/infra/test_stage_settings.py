@@ -77,6 +77,7 @@ def test_cdk_json_holds_only_known_settings():
         ("dressvision:retrainThreshold", "1.5", "an integer"),
         ("dressvision:loopMinChanges", "0", "at least 1"),
         ("dressvision:loopHoldoutFolds", "1", r"0 \(off\) or between 2 and 10"),
+        ("dressvision:reviewDoubt", "1.5", r"between 0 \(off\) and 1"),
         ("dressvision:gpuTypes", "g5.xlarge", "unknown context keys dressvision:gpuTypes"),
         ("dressvision:workforce", "simulated", "local benchmarks only"),
         ("dressvision:workforce", "a2i", "set when workforce is a2i"),

@@ -352,3 +352,16 @@ def test_a_task_names_other_photos_as_siblings_each_once(ports):
     for wrong in (["p3/0"], ["p3/1", "p3/1"]):
         with pytest.raises(ValueError, match="siblings"):
             RelabelTask.new(**fields, siblings=wrong)
+
+
+def test_with_doubt_the_review_also_asks_about_labels_the_model_barely_backs(
+    flipped_necklines, ports
+):
+    plain = review_labels(ports, "v1").suspects
+    doubting = replace(ports, settings=replace(ports.settings, review_doubt=1.0))
+    more = review_labels(doubting, "v1").suspects
+    assert {s.image_id for s in plain} < {s.image_id for s in more}
+    for s in more:
+        assert s.score < 1.0
+    # The likeliest mistakes still come first: the flips the plain review found.
+    assert [s.image_id for s in more[: len(plain)]] == [s.image_id for s in plain]

@@ -233,3 +233,22 @@ def test_thresholds_of_the_whole_distribution_rank_a_few_new_rows():
     assert [(s.item_id, s.suggested) for s in few] == [("a", 1)]
     with pytest.raises(ValueError, match="thresholds"):
         rank_suspicious(GIVEN, PROBS, thresholds=thresholds[:2])
+
+
+def test_doubt_also_flags_a_likely_label_the_model_gives_far_less_than_its_class_usually_gets():
+    neq = {s.index for s in rank_suspicious(GIVEN, PROBS, flag_by="predicted_neq_given")}
+    assert neq == {2, 5, 7}  # 5: a tie, the argmax is class 0
+    # Row 4: labelled 1 and 1 is its most likely class, but 0.60 < 0.99 x t1 = 0.61.
+    doubted = rank_suspicious(GIVEN, PROBS, flag_by="predicted_neq_given", doubt=0.99)
+    assert {s.index for s in doubted} == neq | {4}
+    (row4,) = [s for s in doubted if s.index == 4]
+    assert (row4.given, row4.suggested) == (1, 1)  # the model backs no other class
+    assert row4.margin == 0 and row4.score == pytest.approx(0.6 / (1.85 / 3))
+    # A lower share asks about fewer: none of the others is under 0.9 x its class's mean.
+    lower = rank_suspicious(GIVEN, PROBS, flag_by="predicted_neq_given", doubt=0.9)
+    assert {s.index for s in lower} == neq
+    assert [s.score for s in doubted] == sorted(s.score for s in doubted)
+    unknown_ok = rank_suspicious(GIVEN, PROBS, doubt=1.0)  # the unknown row is never flagged
+    assert 8 not in {s.index for s in unknown_ok}
+    with pytest.raises(ValueError, match="doubt"):
+        rank_suspicious(GIVEN, PROBS, doubt=1.5)

@@ -89,12 +89,13 @@ def test_workforce_settings_are_read_typed_and_round_trip():
         "DRESSVISION_MTURK_NOTIFICATION_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/answers",
         "DRESSVISION_SIMULATED_SEED": "7",
         "DRESSVISION_LOOP_HOLDOUT_FOLDS": "4",
+        "DRESSVISION_REVIEW_DOUBT": "0.7",
     }
     settings = Settings.from_env(env)
 
     assert (settings.workforce, settings.max_assignments) == ("mturk", 5)
     assert settings.mturk_production is True
-    assert settings.loop_holdout_folds == 4
+    assert settings.loop_holdout_folds == 4 and settings.review_doubt == 0.7
     assert (settings.mturk_reward_usd, settings.mturk_budget_usd) == (Decimal("0.12"), 250)
     assert Settings.from_env(settings.to_env()) == settings
     defaults = Settings.from_env({})
@@ -109,6 +110,7 @@ def test_workforce_settings_are_read_typed_and_round_trip():
         ("DRESSVISION_MTURK_PRODUCTION", "maybe", "true or false"),
         ("DRESSVISION_MTURK_REWARD_USD", "five cents", "an amount"),
         ("DRESSVISION_MAX_ASSIGNMENTS", "0", "at least 1"),
+        ("DRESSVISION_REVIEW_DOUBT", "2", "between 0 \\(off\\) and 1"),
     ],
 )
 def test_bad_workforce_settings_are_refused_at_start_up(name, value, message):
