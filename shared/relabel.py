@@ -573,19 +573,33 @@ def _apply_outcome(
                 extra=_ids(task.task_id),
             )
             return "conflict"
-        try:
-            ports.labels.update_label(
-                task.image_id,
-                task.facet,
-                label,
-                source=source,
-                expected_version=record.version,
-                evidence=evidence,
-            )
-        except ConflictError:
+        if not _update_unless_moved(ports, record, task.facet, label, source, evidence):
             continue  # another facet of the image moved on: re-read, check again
         return "changed" if label != current else "confirmed"
     raise ConflictError(f"task {task.task_id}: the label kept changing; collect again later")
+
+
+def _update_unless_moved(
+    ports: Ports,
+    record: LabelRecord,
+    facet: str,
+    label: str | None,
+    source: LabelSource,
+    evidence: dict,
+) -> bool:
+    """Set one label of `record` as read; False when the record moved on since (re-read it)."""
+    try:
+        ports.labels.update_label(
+            record.image_id,
+            facet,
+            label,
+            source=source,
+            expected_version=record.version,
+            evidence=evidence,
+        )
+    except ConflictError:
+        return False
+    return True
 
 
 def _apply_to_siblings(
@@ -628,16 +642,7 @@ def apply_to_photos(
             ):
                 logger.info("%s of %s changed since it was asked about: kept", facet, image_id)
                 break
-            try:
-                ports.labels.update_label(
-                    image_id,
-                    facet,
-                    label,
-                    source=source,
-                    expected_version=record.version,
-                    evidence=evidence,
-                )
-            except ConflictError:
+            if not _update_unless_moved(ports, record, facet, label, source, evidence):
                 continue  # another facet of the photo moved on: re-read, check again
             changed += label != old
             break

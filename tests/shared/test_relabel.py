@@ -365,3 +365,33 @@ def test_with_doubt_the_review_also_asks_about_labels_the_model_barely_backs(
         assert s.score < 1.0
     # The likeliest mistakes still come first: the flips the plain review found.
     assert [s.image_id for s in more[: len(plain)]] == [s.image_id for s in plain]
+
+
+def test_a_sibling_whose_record_moved_on_meanwhile_is_read_again_and_set(flipped_necklines, ports):
+    case = flipped_necklines
+    add_photos(ports, 3, 1)
+    (suspect,) = [s for s in find_suspicious(ports, "v1") if s.image_id.startswith("p3/")]
+    publish_tasks(ports, _Internal(), [suspect], max_assignments=3)
+    (task,) = list(ports.tasks.list())
+
+    class MovesOnOnce:
+        """Another writer bumps the sibling's record between our read and our write, once."""
+
+        def __init__(self, inner):
+            self.inner, self.conflicts = inner, 0
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def update_label(self, image_id, *args, **kwargs):
+            if image_id in task.siblings and not self.conflicts:
+                self.conflicts += 1
+                raise ConflictError(f"{image_id} moved on")
+            return self.inner.update_label(image_id, *args, **kwargs)
+
+    labels = MovesOnOnce(ports.labels)
+    busy = replace(ports, labels=labels)
+    assert answer_as_staff(busy, task.task_id, case.true_label(3)) == "changed"
+    assert labels.conflicts == 1
+    (sibling,) = task.siblings
+    assert ports.labels.get(sibling).facets[case.facet] == case.true_label(3)
