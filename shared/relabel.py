@@ -16,7 +16,9 @@ Plain functions over the ports, shared by the review and collect Lambdas and the
   decided by people (it still counts in the thresholds). Over a few images (what
   one inference job tagged) it reads only those, with the thresholds the model's whole-catalog
   review stored. A facet is the product's: the photos of one product that carry the same
-  label are judged together (their probabilities averaged) and make one suspect.
+  label are judged together (their probabilities averaged) and make one suspect. With
+  DRESSVISION_REVIEW_DOUBT (0.85) a label is also flagged when its probability is below that
+  share of its class's mean, though it is the model's top class (a half-memorised flip).
 - `loop_converged`: the rounds stop once a round changed fewer than
   DRESSVISION_LOOP_MIN_CHANGES labels.
 - `publish_tasks`: one task per (image, facet, label version), so a re-run publishes nothing
