@@ -194,7 +194,7 @@ class Settings:
     retrain_threshold: int = 50
     loop_min_changes: int = 10
     loop_holdout_folds: int = 0
-    review_doubt: float = 0.85  # bench/results/loop.json: 9 in 10 flips found in round 1
+    review_doubt: float = 0.85  # bench/results/review_options.json: 93% of flips asked
     task_deadline_hours: float = 7 * 24.0  # an MTurk HIT's default lifetime
     min_worker_accuracy: float = 0.0
     web_base_url: str = ""
