@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from batch_jobs.facets.predictor import KIND as FACETS  # noqa: E402
+from local.commands.demo import stored_labels  # noqa: E402
 from local.commands.importer import import_catalog  # noqa: E402
 from local.runtime import LocalRuntime  # noqa: E402
 from local.synth_catalog import generate_catalog  # noqa: E402
@@ -139,10 +140,6 @@ def precision_recall_at_k(suspects, wrong: set[tuple[str, str]]) -> dict:
         if suspects
         else None,
     }
-
-
-def label_cells(records: list[LabelRecord]) -> set[tuple[str, str, str | None]]:
-    return {(r.image_id, f, label) for r in records for f, label in r.facets.items()}
 
 
 def wrong_images(records: list[LabelRecord], truth) -> float:
@@ -344,8 +341,8 @@ def main() -> int:
     stopped = f"after --max-rounds {args.max_rounds}"
     for number in range(1, args.max_rounds + 1):
         version = registry.current(FACETS)
-        at_start = usable(runtime)
-        wrong = wrong_cells(at_start, truth)
+        labels_before = stored_labels(runtime)
+        wrong = wrong_cells(usable(runtime), truth)
         ranking = relabel.review_labels(runtime.ports, version)
         scored = precision_recall_at_k(ranking.suspects, wrong)
         print(f"round {number}: {json.dumps(scored)}", flush=True)
@@ -363,6 +360,7 @@ def main() -> int:
         changed = sum(t.outcome != t.current_label for t in decided)
         after = usable(runtime)
         wrong_after = wrong_cells(after, truth)
+        labels_after = stored_labels(runtime)
         rounds.append(
             {
                 "round": number,
@@ -373,7 +371,9 @@ def main() -> int:
                 "tasks": len(tasks),
                 "answers": sum(len(t.votes) for t in tasks),
                 "changed": changed,
-                "labels_changed": len(label_cells(at_start) ^ label_cells(after)) // 2,
+                "labels_changed": sum(
+                    labels_after[cell] != label for cell, label in labels_before.items()
+                ),
                 # Labels: a task's decision also sets its product's other photos.
                 "fixed": len(wrong - wrong_after),
                 "broken": len(wrong_after - wrong),

@@ -296,7 +296,6 @@ def review_labels(
         for s in rank_suspicious(
             given[firsts],
             np.stack([matrix[group].mean(axis=0) for group in groups]),
-            ids=list(range(len(groups))),
             reviewable=np.array([bool(reviewable[group].all()) for group in groups]),
             thresholds=thresholds[name],
             flag_by=REVIEW_FILTER,

@@ -569,19 +569,17 @@ def create_app(
                 if others:  # the product's other photos with the same label: theirs too
                     from shared.relabel import apply_to_photos
 
-                    before = old.facets.get(facet) if old is not None else None
-                    if old is not None and old.version == version:
-                        evidence = {**evidence, "product_photo": updated.image_id}
-                        moved = apply_to_photos(
-                            ports,
-                            others,
-                            facet,
-                            before,
-                            new,
-                            source=LabelSource.STAFF,
-                            evidence=evidence,
-                        )
-                        result = f"answered; {moved} more photos of the product changed"
+                    # The update succeeded at `version`, so `old` is the record it replaced.
+                    moved = apply_to_photos(
+                        ports,
+                        others,
+                        facet,
+                        old.facets.get(facet),
+                        new,
+                        source=LabelSource.STAFF,
+                        evidence={**evidence, "product_photo": updated.image_id},
+                    )
+                    result = f"answered; {moved} more photos of the product changed"
         data.changed()
         return RedirectResponse("/review" + query(pos=pos, done=result), status_code=303)
 

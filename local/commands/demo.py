@@ -111,6 +111,7 @@ def _train_tag_and_relabel(runtime: LocalRuntime, catalog: Path, args, interacti
 
     from batch_jobs.facets.predictor import FacetTagger
     from batch_jobs.train import default_args, train
+    from local.commands.relabel import other_photos
     from local.commands.tag import tag_paths
     from shared.backends import build_workforce
     from shared.registry import ModelRegistry
@@ -166,11 +167,9 @@ def _train_tag_and_relabel(runtime: LocalRuntime, catalog: Path, args, interacti
         review = review_labels(ports, version, budget_tasks=DEMO_REVIEW_LIMIT)
         if number == 1:
             for s in review.suspects[:3]:
-                n = len(s.siblings)
-                others = f" (+{n} photo{'s' if n > 1 else ''})" if n else ""
                 print(
                     f"  {s.image_id:<10} {s.facet:<10} {s.label:>14} -> {s.suggested:<14} "
-                    f"p(label) {s.self_confidence:.2f}{others}"
+                    f"p(label) {s.self_confidence:.2f}{other_photos(s.siblings)}"
                 )
         if warning := review.coverage_warning():
             print(f"  warning: {warning}")

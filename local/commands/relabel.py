@@ -131,6 +131,12 @@ def _runtime_and_workforce(args):
     return runtime, build_workforce(settings, runtime.ports)
 
 
+def other_photos(siblings: tuple[str, ...]) -> str:
+    """ "  (+2 photos)": the product's other photos a task's answer also sets; "" for none."""
+    n = len(siblings)
+    return f"  (+{n} photo{'s' if n > 1 else ''})" if n else ""
+
+
 def run_review(args) -> int:
     runtime = LocalRuntime.open(args.home)
     version = args.model_version or current_model_version(runtime.ports)
@@ -146,11 +152,9 @@ def run_review(args) -> int:
         return 0
     if not args.json:
         for s in suspects:
-            n = len(s.siblings)
-            others = f"  (+{n} photo{'s' if n > 1 else ''} of the product)" if n else ""
             print(
                 f"{s.image_id:<16} {s.facet:<10} {s.label:>14} -> {s.suggested:<14} "
-                f"confidence {s.confidence:.2f}{others}"
+                f"confidence {s.confidence:.2f}{other_photos(s.siblings)}"
             )
         print(f"{len(suspects)} suspicious labels (model {version})")
     if args.publish:
@@ -233,11 +237,7 @@ def run_tasks_list(args) -> int:
         print(
             f"{t.task_id:<34} {t.status:<9} {t.provider:<9} {t.current_label or '-':>14} -> "
             f"{t.suggested:<14} votes {votes}  outcome {t.outcome or '-'}"
-            + (
-                f"  (+{len(t.siblings)} photo{'s' if len(t.siblings) > 1 else ''})"
-                if t.siblings
-                else ""
-            )
+            f"{other_photos(t.siblings)}"
         )
     print(f"{len(tasks)} tasks", file=sys.stderr)
     return 0
